@@ -1,0 +1,1 @@
+"""Dataset loaders (one module per public format), synthetic generator and input pipeline."""
