@@ -208,10 +208,8 @@ def _make_samples(root: Path, n: int, *, num_joints: int, joint_set: str, with_3
     root.mkdir(parents=True, exist_ok=True)
     samples = []
     for i in range(n):
-        joints = np.stack(
-            [rng.uniform(-300, 300, num_joints), rng.uniform(-250, 250, num_joints), rng.uniform(1800, 2200, num_joints)],
-            axis=1,
-        )
+        xy = rng.uniform([-300, -250], [300, 250], (num_joints, 2))
+        joints = np.concatenate([xy, rng.uniform(1800, 2200, (num_joints, 1))], axis=1)
         kp = _project(joints, FOCAL, PRINCPT)
         img = rng.integers(0, 60, (IMG_H, IMG_W, 3), dtype=np.uint8)
         for u, v in np.round(kp).astype(int):
@@ -335,9 +333,8 @@ def test_augmentation_flip_swaps_joints_and_keeps_camera_consistent(aux_samples)
             np.testing.assert_allclose(proj, item["keypoints_2d_crop_px"].numpy(), atol=2e-3)
             # the rotation/flip is rigid: bone lengths are unchanged
             j = item["joints_3d_cam_mm"].double().numpy()
-            np.testing.assert_allclose(
-                np.linalg.norm(j - j[0], axis=1), np.linalg.norm(s.joints_3d_cam_mm - s.joints_3d_cam_mm[0], axis=1)[perm if p.flip else slice(None)], rtol=1e-5
-            )
+            ref = np.linalg.norm(s.joints_3d_cam_mm - s.joints_3d_cam_mm[0], axis=1)
+            np.testing.assert_allclose(np.linalg.norm(j - j[0], axis=1), ref[perm] if p.flip else ref, rtol=1e-5)
     assert seen_flip > 0 and seen_rot > 0
 
 
@@ -351,6 +348,9 @@ def test_augmentation_is_deterministic_per_seed_and_epoch(aux_samples):
     # without flip pairs no flip is ever drawn
     c = CroppedSampleDataset(aux_samples, input_size=32, augment=True, rng_seed=1, flip_pairs={})
     assert not any(c.augment_params(i).flip for i in range(len(c)))
+    # flip_pairs=None looks the joint set up lazily; an unknown set (or a missing module) disables flipping
+    d = CroppedSampleDataset(aux_samples, input_size=32, augment=True, rng_seed=1)
+    assert d.flip_pairs is None and not any(d.augment_params(i).flip for i in range(len(d)))
 
 
 def test_missing_image_raise_and_skip(aux_samples, tmp_path):
@@ -372,6 +372,9 @@ def test_missing_image_raise_and_skip(aux_samples, tmp_path):
 def test_dataset_rejects_mixed_joint_sets(aux_samples, target_samples):
     with pytest.raises(ValueError, match=r"samples\[10\].*one joint set"):
         CroppedSampleDataset([*aux_samples, target_samples[0]])
+    bad_3d = Sample(**{**aux_samples[0].__dict__, "joints_3d_cam_mm": np.zeros((4, 3), np.float32)})
+    with pytest.raises(ValueError, match=r"aux5_000.png: joints_3d_cam_mm: expected \(5, 3\), got \(4, 3\)"):
+        CroppedSampleDataset([bad_3d])
     wrong_hw = Sample(**{**aux_samples[0].__dict__, "image_hw": (10, 10)})
     with pytest.raises(ValueError, match="image_hw"):
         CroppedSampleDataset([wrong_hw])[0]

@@ -423,6 +423,12 @@ class CroppedSampleDataset(torch.utils.data.Dataset):
                     f"samples[{i}] ({s.image_path}): a CroppedSampleDataset holds one joint set; expected "
                     f"{joint_set!r} with keypoints_2d_px (J={num_joints}, 2), got {s.joint_set!r} with {kp.shape}"
                 )
+            conf_shape = np.shape(s.keypoints_conf)
+            if conf_shape != (num_joints,):
+                raise ValueError(f"{s.image_path}: keypoints_conf: expected ({num_joints},), got {conf_shape}")
+            if s.joints_3d_cam_mm is not None and np.shape(s.joints_3d_cam_mm) != (num_joints, 3):
+                got = np.shape(s.joints_3d_cam_mm)
+                raise ValueError(f"{s.image_path}: joints_3d_cam_mm: expected ({num_joints}, 3), got {got}")
         self.samples = list(samples)
         self.input_size = int(input_size)
         self.scale = float(scale)
@@ -514,8 +520,6 @@ class CroppedSampleDataset(torch.utils.data.Dataset):
         joints_3d = (
             np.asarray(s.joints_3d_cam_mm, dtype=np.float64).copy() if has_3d else np.zeros((self.num_joints, 3))
         )
-        if has_3d and joints_3d.shape != (self.num_joints, 3):
-            raise ValueError(f"{s.image_path}: joints_3d_cam_mm: expected ({self.num_joints}, 3), got {joints_3d.shape}")
         if aug.flip:
             joints_3d[:, 0] = -joints_3d[:, 0]
             perm = np.arange(self.num_joints)

@@ -97,7 +97,9 @@ class MixedBatchSampler(Sampler[list[int]]):
         if int(batch_size) < 2 or int(batch_size) % 2:
             raise ValueError(f"batch_size: expected an even number >= 2 (half aux, half target), got {batch_size}")
         if int(world_size) < 1 or not 0 <= int(rank) < int(world_size):
-            raise ValueError(f"rank, world_size: expected 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+            raise ValueError(
+                f"rank, world_size: expected 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
+            )
         self.aux_len = int(aux_len)
         self.target_len = int(target_len)
         self.batch_size = int(batch_size)
