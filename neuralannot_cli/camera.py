@@ -6,18 +6,22 @@ Conventions
   Points are in whatever length unit the caller uses (metres for SMPL-X); translations come out in the
   same unit.
 - Pixel coordinates ``(u, v)``: ``u`` along image columns (x), ``v`` along rows (y), continuous. The
-  functions never add a half-pixel offset: where pixel centres are is decided by the principal point the
-  caller passes. In the field's crop code (SPIN, Hand4Whole, CLIFF) and here, a crop of ``S`` pixels spans
-  ``[0, S]`` and its centre, the crop camera's principal point, is ``S / 2``.
+  project's convention (:mod:`neuralannot_cli.data.pipeline`, COCO, ``cv2.warpAffine``): integer
+  coordinates are pixel CENTRES, an image of width ``W`` spans ``[-0.5, W - 0.5]``, and a crop of ``S``
+  pixels has its centre at ``(S - 1) / 2``. The functions here never add a half-pixel offset; they only
+  need the principal point the caller passes. The crop formulas assume the crop camera's principal point
+  is the crop centre, the point the box centre maps to: ``(S - 1) / 2`` here, ``S / 2`` in SPIN /
+  Hand4Whole / CLIFF (which span crops over ``[0, S]``); the formulas are the same either way.
 - Intrinsics: focal length and principal point in pixels, ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``,
   ``u = fx * x / z + cx``, ``v = fy * y / z + cy``.
-- Normalised crop coordinates: ``[-1, 1]`` across the crop, ``uv_norm = uv_crop_px / (S / 2) - 1``;
+- Normalised crop coordinates: ``[-1, 1]`` across the crop, ``uv_norm = (uv_crop_px - crop_centre) / (S / 2)``;
   a crop of a square box of side ``b`` pixels centred at ``c`` in the full image maps back by
-  ``uv_full_px = c + uv_norm * b / 2`` (:func:`crop_norm_to_full_px`).
+  ``uv_full_px = c + uv_norm * b / 2`` (:func:`crop_norm_to_full_px`), equivalently
+  ``uv_full_px = c + (uv_crop_px - crop_centre) * b / S``.
 - Weak-perspective camera ``cam_sxy = (s, tx, ty)`` (HMR / SPIN / Hand4Whole): a point ``X`` projects to
   ``uv_norm = s * (X[:2] + (tx, ty))`` in normalised crop coordinates (:func:`project_weak_persp`).
   It is the perspective camera of focal ``f`` (pixels) looking at the crop (``S`` pixels, principal
-  point at its centre) with translation ``(tx, ty, tz)``, ``tz = 2 f / (S s)``, for points at the root
+  point at the crop centre) with translation ``(tx, ty, tz)``, ``tz = 2 f / (S s)``, for points at the root
   depth (:func:`weak_persp_to_transl`, SPIN's ``convert_weak_perspective_to_perspective``).
   These weak-perspective functions take ONE focal length per element (square pixels, ``fx == fy``),
   as the field does.
@@ -178,7 +182,7 @@ def weak_persp_to_transl(
     """Weak-perspective ``(s, tx, ty)`` to the crop camera's translation ``(tx, ty, 2 f / (S s))``.
 
     With this translation, the perspective camera of focal ``f`` and principal point at the crop centre
-    ``(S/2, S/2)`` projects points at the root depth exactly where :func:`project_weak_persp` (mapped to
+    projects points at the root depth exactly where :func:`project_weak_persp` (mapped to
     crop pixels) puts them. The translation is in the unit of the points (metres for SMPL-X).
 
     Args:
@@ -340,7 +344,7 @@ def transl_crop_to_full(
 
     The crop camera has focal ``f_c`` (e.g. Hand4Whole's virtual 5000 px) and its principal point at the
     crop centre; the crop of ``S`` pixels shows a box of ``b`` full-image pixels centred at ``c_box``, so a
-    crop pixel maps to the full image by ``uv_full = c_box + (uv_crop - S/2) * b / S``. Matching the scale
+    crop pixel maps to the full image by ``uv_full = c_box + (uv_crop - crop_centre) * b / S``. Matching the scale
     and the root position gives::
 
         tz_full = tz_crop * (f / f_c) * (S / b),   t_full_xy = t_crop_xy + tz_full * (c_box - c) / f

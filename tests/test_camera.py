@@ -119,9 +119,10 @@ def test_weak_persp_matches_root_depth_plane_exactly():
     pts = _body_points(1, 30, torch.float64, seed=5)
     pts[..., 2] = 0.0
     t = cam.weak_persp_to_transl(cam_sxy, f, S)
-    uv_px = cam.project_perspective(pts + t[:, None], (f, f), (S / 2, S / 2))
+    centre = (S - 1) / 2  # crop centre, pixel-centre convention
+    uv_px = cam.project_perspective(pts + t[:, None], (f, f), (centre, centre))
     uv_norm = cam.project_weak_persp(pts, cam_sxy)
-    assert torch.allclose(uv_px / (S / 2) - 1.0, uv_norm, atol=1e-12)
+    assert torch.allclose((uv_px - centre) / (S / 2), uv_norm, atol=1e-12)
 
 
 def test_weak_persp_approximates_perspective_for_distant_shallow_object():
@@ -186,9 +187,10 @@ def test_transl_crop_to_full_projection_equals_crop_affine(dtype):
     pts[..., 2] = 0.0
     transl_full = cam.transl_crop_to_full(transl_crop, box_center, box_size, focal, princpt, f_c, S)
     uv_full = cam.project_perspective(pts + transl_full[:, None], torch.stack([focal, focal], -1), princpt)
-    uv_crop = cam.project_perspective(pts + transl_crop[:, None], (f_c, f_c), (S / 2, S / 2))
+    crop_centre = (S - 1) / 2  # pixel-centre convention of data.pipeline; S / 2 in SPIN gives the same result
+    uv_crop = cam.project_perspective(pts + transl_crop[:, None], (f_c, f_c), (crop_centre, crop_centre))
     # Crop pixel -> full pixel through the box affine, written by hand.
-    uv_affine = box_center[:, None] + (uv_crop - S / 2) * (box_size / S)[:, None, None]
+    uv_affine = box_center[:, None] + (uv_crop - crop_centre) * (box_size / S)[:, None, None]
     tol = 1e-3 if dtype == torch.float32 else 1e-9
     assert (uv_full - uv_affine).abs().max() < tol
     back = cam.transl_full_to_crop(transl_full, box_center, box_size, focal, princpt, f_c, S)
