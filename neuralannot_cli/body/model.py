@@ -1,0 +1,553 @@
+"""Body models (SMPL-X, MANO, FLAME) as ``nn.Module``s with explicit, shape-checked inputs.
+
+:func:`load_body_model` finds the model file (:mod:`neuralannot_cli.body.paths`), converts official
+``.pkl`` files to cached ``.npz`` without chumpy (:mod:`neuralannot_cli.body.pkl`) and wraps the
+corresponding ``smplx`` *Layer* class (``SMPLXLayer``, ``MANOLayer``, ``FLAMELayer``): the Layer classes
+hold no per-batch parameters, so any batch size works. Poses are axis-angle vectors (``*_rotvec(s)``),
+converted to rotation matrices with ``roma`` before calling the layer.
+
+Conventions:
+
+- Units: metres (as the model files). ``transl_m`` is added to vertices and joints.
+- ``flat_hand_mean`` defaults to **False** for SMPL-X and MANO: the given hand pose is *relative to the
+  model's mean hand pose* (``hands_mean`` / ``hands_meanl``, ``hands_meanr`` of the file), which is
+  ``smplx.create``'s default and what the released NeuralAnnot parameters assume (NeuralAnnot_RELEASE
+  demos call ``smplx.create(..., use_pca=False)``; Hand4Whole creates MANO with
+  ``flat_hand_mean=False``). smplx's Layer classes silently ignore the mean, so this wrapper adds it to
+  the axis-angle hand pose exactly like ``smplx.SMPLX.forward`` does (``full_pose += pose_mean``).
+- ``use_face_contour=True`` for SMPL-X and FLAME, so the 17 contour landmarks exist.
+- Left MANO: the official ``MANO_LEFT.pkl`` has the sign of ``shapedirs[:, 0, :]`` wrong
+  (smplx issue #48). As Hand4Whole does, when the x-components of the left and right ``shapedirs``
+  are (almost) equal the left ones are negated; this needs ``MANO_RIGHT`` next to ``MANO_LEFT``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import roma
+import torch
+from torch import Tensor, nn
+
+from neuralannot_cli.body import paths as _paths
+from neuralannot_cli.body.joint_sets import get_joint_set, gather_joints
+from neuralannot_cli.body.paths import (
+    FLAME_DYNAMIC_EMBEDDING_FILENAME,
+    FLAME_STATIC_EMBEDDING_FILENAME,
+    GENDERS,
+    H36M_REGRESSOR_FILENAME,
+    MODEL_TYPES,
+    REGISTRATION_URLS,
+    ModelSearchConfig,
+    ResolvedModelFile,
+)
+from neuralannot_cli.body.pkl import (
+    atomic_write_bytes,
+    convert_pkl_to_npz,
+    file_sha256,
+    load_restricted_npy,
+    load_restricted_pickle,
+    numeric_arrays,
+)
+
+__all__ = ["BodyOutput", "BodyModel", "load_body_model"]
+
+# Parameter name -> trailing shape, per model type. "betas"/"expression" sizes are filled per model.
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "smplx": (
+        "root_rotvec", "body_pose_rotvecs", "betas", "left_hand_pose_rotvecs", "right_hand_pose_rotvecs",
+        "jaw_rotvec", "leye_rotvec", "reye_rotvec", "expression", "transl_m",
+    ),
+    "mano": ("root_rotvec", "hand_pose_rotvecs", "betas", "transl_m"),
+    "flame": (
+        "root_rotvec", "neck_rotvec", "jaw_rotvec", "leye_rotvec", "reye_rotvec", "betas", "expression",
+        "transl_m",
+    ),
+}  # fmt: skip
+_FIXED_SHAPES: dict[str, tuple[int, ...]] = {
+    "root_rotvec": (3,),
+    "body_pose_rotvecs": (21, 3),
+    "left_hand_pose_rotvecs": (15, 3),
+    "right_hand_pose_rotvecs": (15, 3),
+    "hand_pose_rotvecs": (15, 3),
+    "jaw_rotvec": (3,),
+    "leye_rotvec": (3,),
+    "reye_rotvec": (3,),
+    "neck_rotvec": (3,),
+    "transl_m": (3,),
+}
+
+
+@dataclass(frozen=True)
+class BodyOutput:
+    """Result of a body-model forward pass (metres, model frame plus ``transl_m``).
+
+    Attributes:
+        vertices: ``(batch, V, 3)``.
+        joints: ``(batch, J, 3)`` smplx's output joints (kinematic joints, then extra vertex joints and
+            face landmarks; see :mod:`neuralannot_cli.body.joint_sets`).
+        kinematic_joints: ``(batch, K, 3)`` the joints of the kinematic tree (first ``K`` of ``joints``).
+        faces: ``(F, 3)`` int64 triangle vertex indices.
+    """
+
+    vertices: Tensor
+    joints: Tensor
+    kinematic_joints: Tensor
+    faces: Tensor
+
+
+class BodyModel(nn.Module):
+    """An ``smplx`` Layer with named, shape-checked axis-angle inputs. Build with :func:`load_body_model`.
+
+    Forward keyword arguments (all optional, ``batch`` inferred from whatever is given, missing ones are
+    zeros; rotations are axis-angle vectors in radians):
+
+    - SMPL-X: ``root_rotvec (batch, 3)``, ``body_pose_rotvecs (batch, 21, 3)``,
+      ``betas (batch, num_betas)``, ``left_hand_pose_rotvecs (batch, 15, 3)``,
+      ``right_hand_pose_rotvecs (batch, 15, 3)``, ``jaw_rotvec``, ``leye_rotvec``, ``reye_rotvec``
+      ``(batch, 3)``, ``expression (batch, num_expression_coeffs)``, ``transl_m (batch, 3)``.
+    - MANO: ``root_rotvec``, ``hand_pose_rotvecs (batch, 15, 3)``, ``betas``, ``transl_m``.
+    - FLAME: ``root_rotvec``, ``neck_rotvec``, ``jaw_rotvec``, ``leye_rotvec``, ``reye_rotvec``,
+      ``betas``, ``expression``, ``transl_m``.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        *,
+        model_type: str,
+        gender: str,
+        is_rhand: bool,
+        flat_hand_mean: bool,
+        model_file: Path,
+        source: str,
+        is_standin: bool,
+        regressors: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        super().__init__()
+        self.layer = layer
+        self.model_type = model_type
+        self.gender = gender
+        self.is_rhand = is_rhand
+        self.flat_hand_mean = flat_hand_mean
+        self.model_file = Path(model_file)
+        self.source = source
+        self._is_standin = bool(is_standin)
+        dtype = layer.shapedirs.dtype
+        self._regressor_names: list[str] = []
+        for name, matrix in (regressors or {}).items():
+            self.register_buffer(f"regressor_{name}", torch.as_tensor(matrix, dtype=dtype), persistent=False)
+            self._regressor_names.append(name)
+        self._num_kinematic = int(layer.J_regressor.shape[0])
+
+    # ----------------------------------------------------------------------------------------------
+    # Properties
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.layer.shapedirs.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.layer.shapedirs.device
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.layer.v_template.shape[0])
+
+    @property
+    def num_kinematic_joints(self) -> int:
+        return self._num_kinematic
+
+    @property
+    def num_betas(self) -> int:
+        return int(self.layer.num_betas)
+
+    @property
+    def num_expression_coeffs(self) -> int:
+        return int(self.layer.num_expression_coeffs) if self.model_type != "mano" else 0
+
+    @property
+    def is_standin(self) -> bool:
+        """True when the loaded file is the random stand-in, not a licensed model."""
+        return self._is_standin
+
+    @property
+    def faces(self) -> np.ndarray:
+        """``(F, 3)`` int64 triangle vertex indices."""
+        return self.layer.faces_tensor.detach().cpu().numpy().astype(np.int64)
+
+    @property
+    def parents(self) -> np.ndarray:
+        """``(K,)`` int64 parent index of each kinematic joint, ``-1`` for the root."""
+        return self.layer.parents.detach().cpu().numpy().astype(np.int64)
+
+    @property
+    def regressors(self) -> dict[str, Tensor]:
+        """Extra joint regressors by name (``'h36m'``: ``(17, V)``), when their files were found."""
+        return {name: getattr(self, f"regressor_{name}") for name in self._regressor_names}
+
+    def extra_repr(self) -> str:
+        return (
+            f"model_type={self.model_type}, gender={self.gender}, is_rhand={self.is_rhand}, "
+            f"flat_hand_mean={self.flat_hand_mean}, standin={self.is_standin}, file={self.model_file}"
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # Forward
+
+    def _expected_shape(self, name: str) -> tuple[int, ...]:
+        if name == "betas":
+            return (self.num_betas,)
+        if name == "expression":
+            return (self.num_expression_coeffs,)
+        return _FIXED_SHAPES[name]
+
+    def _check_params(self, params: dict[str, Tensor | None]) -> tuple[dict[str, Tensor], int]:
+        allowed = _PARAMS[self.model_type]
+        given: dict[str, Tensor] = {}
+        for name, value in params.items():
+            if value is None:
+                continue
+            if name not in allowed:
+                raise ValueError(
+                    f"{self.model_type} model got '{name}', which it does not use; valid: {', '.join(allowed)}"
+                )
+            if not isinstance(value, Tensor):
+                raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+            expected = self._expected_shape(name)
+            if value.ndim != 1 + len(expected) or tuple(value.shape[1:]) != expected:
+                dims = ", ".join(["batch", *map(str, expected)])
+                raise ValueError(f"{name} must have shape ({dims}), got {tuple(value.shape)}")
+            if value.device != self.device:
+                raise ValueError(f"{name} is on {value.device} but the body model is on {self.device}")
+            if not value.dtype.is_floating_point:
+                raise ValueError(f"{name} must be a floating-point tensor, got {value.dtype}")
+            given[name] = value.to(self.dtype)
+        batch_sizes = {name: int(v.shape[0]) for name, v in given.items()}
+        if len(set(batch_sizes.values())) > 1:
+            raise ValueError(f"inconsistent batch sizes: {batch_sizes}")
+        batch = next(iter(batch_sizes.values())) if batch_sizes else 1
+        return given, batch
+
+    def _param(self, given: dict[str, Tensor], name: str, batch: int) -> Tensor:
+        if name in given:
+            return given[name]
+        return torch.zeros((batch, *self._expected_shape(name)), dtype=self.dtype, device=self.device)
+
+    def forward(
+        self,
+        *,
+        root_rotvec: Tensor | None = None,
+        body_pose_rotvecs: Tensor | None = None,
+        betas: Tensor | None = None,
+        left_hand_pose_rotvecs: Tensor | None = None,
+        right_hand_pose_rotvecs: Tensor | None = None,
+        hand_pose_rotvecs: Tensor | None = None,
+        jaw_rotvec: Tensor | None = None,
+        leye_rotvec: Tensor | None = None,
+        reye_rotvec: Tensor | None = None,
+        neck_rotvec: Tensor | None = None,
+        expression: Tensor | None = None,
+        transl_m: Tensor | None = None,
+    ) -> BodyOutput:
+        """Posed mesh and joints; see the class docstring for the arguments of each model type."""
+        given, batch = self._check_params(
+            {
+                "root_rotvec": root_rotvec,
+                "body_pose_rotvecs": body_pose_rotvecs,
+                "betas": betas,
+                "left_hand_pose_rotvecs": left_hand_pose_rotvecs,
+                "right_hand_pose_rotvecs": right_hand_pose_rotvecs,
+                "hand_pose_rotvecs": hand_pose_rotvecs,
+                "jaw_rotvec": jaw_rotvec,
+                "leye_rotvec": leye_rotvec,
+                "reye_rotvec": reye_rotvec,
+                "neck_rotvec": neck_rotvec,
+                "expression": expression,
+                "transl_m": transl_m,
+            }
+        )
+
+        def p(name: str) -> Tensor:
+            return self._param(given, name, batch)
+
+        def rotmats(rotvecs: Tensor) -> Tensor:  # (B, N, 3) -> (B, N, 3, 3)
+            return roma.rotvec_to_rotmat(rotvecs)
+
+        if self.model_type == "smplx":
+            left = p("left_hand_pose_rotvecs") + self.layer.left_hand_mean.view(1, 15, 3)
+            right = p("right_hand_pose_rotvecs") + self.layer.right_hand_mean.view(1, 15, 3)
+            out = self.layer(
+                betas=p("betas"),
+                global_orient=rotmats(p("root_rotvec")[:, None]),
+                body_pose=rotmats(p("body_pose_rotvecs")),
+                left_hand_pose=rotmats(left),
+                right_hand_pose=rotmats(right),
+                jaw_pose=rotmats(p("jaw_rotvec")[:, None]),
+                leye_pose=rotmats(p("leye_rotvec")[:, None]),
+                reye_pose=rotmats(p("reye_rotvec")[:, None]),
+                expression=p("expression"),
+                transl=p("transl_m"),
+            )
+        elif self.model_type == "mano":
+            hand = p("hand_pose_rotvecs") + self.layer.hand_mean.view(1, 15, 3)
+            out = self.layer(
+                betas=p("betas"),
+                global_orient=rotmats(p("root_rotvec")[:, None]),
+                hand_pose=rotmats(hand),
+                transl=p("transl_m"),
+            )
+        else:
+            out = self.layer(
+                betas=p("betas"),
+                global_orient=rotmats(p("root_rotvec")[:, None]),
+                neck_pose=rotmats(p("neck_rotvec")[:, None]),
+                jaw_pose=rotmats(p("jaw_rotvec")[:, None]),
+                leye_pose=rotmats(p("leye_rotvec")[:, None]),
+                reye_pose=rotmats(p("reye_rotvec")[:, None]),
+                expression=p("expression"),
+                transl=p("transl_m"),
+            )
+        joints = out.joints
+        return BodyOutput(
+            vertices=out.vertices,
+            joints=joints,
+            kinematic_joints=joints[:, : self._num_kinematic],
+            faces=self.layer.faces_tensor,
+        )
+
+    def joints_in(self, output: BodyOutput, joint_set: str) -> Tensor:
+        """``(batch, N, 3)`` joints of the named joint set (see :mod:`neuralannot_cli.body.joint_sets`).
+
+        Raises:
+            ValueError: unknown joint set, one not defined for this model type, or one needing a
+                regressor file that was not found (e.g. ``J_regressor_h36m_smplx.npy`` for ``h36m_17``).
+        """
+        jset = get_joint_set(joint_set)
+        recipe = jset.recipe(self.model_type)
+        needed = {src.regressor for entry in recipe for src in entry if src.kind == "regressor"}
+        missing = sorted(n for n in needed if n not in self._regressor_names)
+        if missing:
+            raise ValueError(
+                f"joint set {joint_set} needs {H36M_REGRESSOR_FILENAME} next to the model file "
+                f"{self.model_file}, which was not found"
+            )
+        return gather_joints(output.joints, output.vertices, recipe, self.regressors)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """smplx prints 'WARNING: You are using a SMPL-X model, with only 10 shape coefficients.' to stdout;
+    the wrapper checks ``num_betas`` itself and raises on a real mismatch."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _as_npz(path: Path, cache_dir: Path, name: str) -> Path:
+    if path.suffix.lower() == ".npz":
+        return path
+    return convert_pkl_to_npz(path, cache_dir, name=name)
+
+
+def _flame_dir(resolved: ResolvedModelFile, cache_dir: Path) -> Path:
+    """A cached directory in the layout ``smplx.FLAME`` expects, built from the found files."""
+    src_dir = resolved.path.parent
+    static = src_dir / FLAME_STATIC_EMBEDDING_FILENAME
+    dynamic = src_dir / FLAME_DYNAMIC_EMBEDDING_FILENAME
+    for needed in (static, dynamic):
+        if not needed.is_file():
+            raise FileNotFoundError(
+                f"FLAME landmark file {needed.name} not found next to {resolved.path} (expected {needed}); "
+                f"it comes with the FLAME download / smplx's model folder, see {REGISTRATION_URLS['flame']}"
+            )
+    key = file_sha256(resolved.path) + file_sha256(static) + file_sha256(dynamic) + resolved.gender
+    import hashlib
+
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    out_dir = cache_dir / "converted" / f"flame-{digest}"
+    model_name = f"FLAME_{resolved.gender.upper()}.npz"
+    if (out_dir / model_name).is_file():
+        return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".flame-", dir=out_dir.parent))
+    try:
+        if resolved.path.suffix.lower() == ".npz":
+            shutil.copyfile(resolved.path, tmp / model_name)
+        else:
+            data = numeric_arrays(load_restricted_pickle(resolved.path), source=str(resolved.path))
+            buffer = io.BytesIO()
+            np.savez(buffer, **data)
+            atomic_write_bytes(tmp / model_name, buffer.getvalue())
+        static_data = numeric_arrays(load_restricted_pickle(static), source=str(static))
+        atomic_write_bytes(tmp / FLAME_STATIC_EMBEDDING_FILENAME, pickle.dumps(static_data, protocol=4))
+        dynamic_array = load_restricted_npy(dynamic)
+        dynamic_data = dynamic_array[()] if dynamic_array.dtype == object else dynamic_array
+        if not isinstance(dynamic_data, dict):
+            raise ValueError(f"{dynamic}: expected a dict with lmk_face_idx / lmk_b_coords")
+        dynamic_clean = {k: np.asarray(v) for k, v in dynamic_data.items() if k in ("lmk_face_idx", "lmk_b_coords")}
+        holder = np.empty((), dtype=object)
+        holder[()] = dynamic_clean
+        buffer = io.BytesIO()
+        np.save(buffer, holder, allow_pickle=True)
+        atomic_write_bytes(tmp / FLAME_DYNAMIC_EMBEDDING_FILENAME, buffer.getvalue())
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            if not (out_dir / model_name).is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _mano_left_shapedirs_fix(layer: nn.Module, right_file: Path | None, cache_dir: Path) -> None:
+    if right_file is None:
+        return
+    right_npz = _as_npz(right_file, cache_dir, "MANO_RIGHT")
+    with np.load(right_npz, allow_pickle=False) as data:
+        right_x = torch.as_tensor(np.asarray(data["shapedirs"], dtype=np.float64)[:, 0, : layer.num_betas])
+    left_x = layer.shapedirs[:, 0, :].detach().cpu().double()
+    if right_x.shape == left_x.shape and float((left_x - right_x).abs().sum()) < 1.0:
+        with torch.no_grad():
+            layer.shapedirs[:, 0, :] *= -1
+
+
+def load_body_model(
+    model_type: Literal["smplx", "mano", "flame"],
+    *,
+    gender: Literal["neutral", "male", "female"] = "neutral",
+    is_rhand: bool = True,
+    model_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    num_betas: int = 10,
+    num_expression_coeffs: int = 10,
+    flat_hand_mean: bool = False,
+    config: ModelSearchConfig | None = None,
+) -> BodyModel:
+    """Load SMPL-X, MANO or FLAME as a :class:`BodyModel`.
+
+    Args:
+        model_type: ``'smplx'``, ``'mano'`` or ``'flame'``.
+        gender: ``'neutral'``, ``'male'`` or ``'female'`` (ignored by MANO).
+        is_rhand: MANO right (True) or left hand.
+        model_dir: directory or file; overrides ``config.model_dir`` (see :mod:`.paths` for the lookup).
+        device: where the buffers live.
+        dtype: ``torch.float32`` or ``torch.float64``.
+        num_betas: shape coefficients (<= what the file has: 10 for SMPL-X v1.0 / MANO, 300 for v1.1).
+        num_expression_coeffs: expression coefficients (SMPL-X, FLAME).
+        flat_hand_mean: False (default) = hand poses are relative to the file's mean hand pose, as
+            ``smplx.create`` and the released NeuralAnnot parameters; True = relative to a flat hand.
+        config: lookup and cache settings.
+
+    Raises:
+        ValueError: unknown model type / gender (lists the choices), or more betas/expression
+            coefficients requested than the file has.
+        FileNotFoundError: see :func:`neuralannot_cli.body.paths.find_model_file`.
+    """
+    if not isinstance(model_type, str) or model_type.lower() not in MODEL_TYPES:
+        raise ValueError(f"unknown model type {model_type!r}; valid choices: {', '.join(MODEL_TYPES)}")
+    if not isinstance(gender, str) or gender.lower() not in GENDERS:
+        raise ValueError(f"unknown gender {gender!r}; valid choices: {', '.join(GENDERS)}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    model_type, gender = model_type.lower(), gender.lower()
+    config = config or ModelSearchConfig()
+    if model_dir is not None:
+        config = replace(config, model_dir=Path(model_dir))
+    cache_dir = config.resolved_cache_dir()
+    resolved = _paths.find_model_file(model_type, gender=gender, is_rhand=is_rhand, config=config)
+
+    regressors: dict[str, np.ndarray] = {}
+    with _quiet_stdout():
+        import smplx
+
+        if model_type == "smplx":
+            npz = _as_npz(resolved.path, cache_dir, f"SMPLX_{gender.upper()}")
+            layer = smplx.SMPLXLayer(
+                model_path=str(npz),
+                ext="npz",
+                gender=gender,
+                num_betas=num_betas,
+                num_expression_coeffs=num_expression_coeffs,
+                use_pca=False,
+                flat_hand_mean=flat_hand_mean,
+                use_face_contour=True,
+                dtype=dtype,
+            )
+            reg_file = _paths.companion_file(resolved.path, H36M_REGRESSOR_FILENAME)
+            if reg_file is not None:
+                matrix = np.load(reg_file, allow_pickle=False)
+                if matrix.ndim != 2 or matrix.shape[1] != layer.v_template.shape[0]:
+                    raise ValueError(
+                        f"{reg_file}: regressor has shape {matrix.shape}, expected (17, {layer.v_template.shape[0]})"
+                    )
+                regressors["h36m"] = matrix
+            standin_probe = npz
+        elif model_type == "mano":
+            side = "RIGHT" if is_rhand else "LEFT"
+            npz = _as_npz(resolved.path, cache_dir, f"MANO_{side}")
+            layer = smplx.MANOLayer(
+                model_path=str(npz),
+                ext="npz",
+                is_rhand=is_rhand,
+                num_betas=num_betas,
+                use_pca=False,
+                flat_hand_mean=flat_hand_mean,
+                dtype=dtype,
+            )
+            if not is_rhand:
+                right = None
+                for name in ("MANO_RIGHT.pkl", "MANO_RIGHT.npz"):
+                    right = right or _paths.companion_file(resolved.path, name)
+                _mano_left_shapedirs_fix(layer, right, cache_dir)
+            standin_probe = npz
+        else:
+            flame_dir = _flame_dir(resolved, cache_dir)
+            layer = smplx.FLAMELayer(
+                model_path=str(flame_dir),
+                ext="npz",
+                gender=gender,
+                num_betas=num_betas,
+                num_expression_coeffs=num_expression_coeffs,
+                use_face_contour=True,
+                dtype=dtype,
+            )
+            standin_probe = flame_dir / f"FLAME_{gender.upper()}.npz"
+
+    if layer.num_betas != num_betas:
+        raise ValueError(
+            f"{resolved.path}: the model has {layer.num_betas} shape coefficients, num_betas={num_betas} requested"
+        )
+    if model_type != "mano" and layer.num_expression_coeffs != num_expression_coeffs:
+        raise ValueError(
+            f"{resolved.path}: the model has {layer.num_expression_coeffs} expression coefficients, "
+            f"num_expression_coeffs={num_expression_coeffs} requested"
+        )
+    model = BodyModel(
+        layer,
+        model_type=model_type,
+        gender=gender,
+        is_rhand=bool(is_rhand),
+        flat_hand_mean=flat_hand_mean,
+        model_file=resolved.path,
+        source=resolved.source,
+        is_standin=resolved.source == "standin" or _paths.is_standin(standin_probe),
+        regressors=regressors,
+    )
+    return model.to(device=torch.device(device))
