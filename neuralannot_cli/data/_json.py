@@ -15,6 +15,7 @@ The camera helpers use the OpenCV pinhole model with no distortion, as all the r
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,11 @@ def as_array(
                                  "non-numeric list") from None
     if flatten:
         arr = arr.reshape(-1)
-    want_size = int(np.prod(shape)) if all(s >= 0 for s in shape) else None
+    if arr.shape == shape:  # fast path
+        if not np.isfinite(arr).all():
+            raise DatasetFormatError(path, field_name, "contains NaN or infinite values")
+        return arr
+    want_size = math.prod(shape) if all(s >= 0 for s in shape) else None
     if arr.ndim == 1 and len(shape) > 1 and want_size is not None and arr.size == want_size:
         arr = arr.reshape(shape)
     ok = arr.ndim == len(shape) and all(s < 0 or s == a for s, a in zip(shape, arr.shape))
@@ -196,12 +201,11 @@ def project_cam_to_px(points_cam: np.ndarray, focal: Iterable[float], princpt: I
     """
     fx, fy = (float(v) for v in focal)
     cx, cy = (float(v) for v in princpt)
-    z = points_cam[:, 2]
+    z = points_cam[:, 2:3]
     with np.errstate(divide="ignore", invalid="ignore"):
-        safe = z > 0
-        u = np.where(safe, fx * points_cam[:, 0] / np.where(safe, z, 1.0) + cx, np.nan)
-        v = np.where(safe, fy * points_cam[:, 1] / np.where(safe, z, 1.0) + cy, np.nan)
-    return np.stack([u, v], axis=-1)
+        uv = points_cam[:, :2] / z * (fx, fy) + (cx, cy)
+    uv[(z <= 0)[:, 0]] = np.nan
+    return uv
 
 
 def bbox_from_keypoints(keypoints_px: np.ndarray, conf: np.ndarray, scale: float = 1.5) -> np.ndarray:

@@ -113,7 +113,7 @@ def load_freihand(
             conf = ((joints_cam_mm[:, 2] > 0) & np.isfinite(kp_px).all(axis=-1)).astype(np.float64)
             kp_px = np.where(conf[:, None] > 0, kp_px, 0.0)
             bbox = bbox_from_keypoints(kp_px, conf, bbox_scale)
-            joints_3d = f32(joints_cam_mm)
+            joints_3d = joints_cam_mm
         else:
             kp_px, conf = np.zeros((21, 2)), np.zeros(21)
             bbox, joints_3d = np.array([0.0, 0.0, w, h]), None
@@ -128,11 +128,11 @@ def load_freihand(
                     keypoints_2d_px=f32(kp_px),
                     keypoints_conf=f32(conf),
                     joint_set="hand_21",
-                    joints_3d_cam_mm=joints_3d,
+                    joints_3d_cam_mm=None if joints_3d is None else f32(joints_3d),
                     focal_px=(float(K[0, 0]), float(K[1, 1])),
                     princpt_px=(float(K[0, 2]), float(K[1, 2])),
                     ids={"index": i, "version": version, "image_number": number},
-                    extras=dict(extras),
+                    extras={k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in extras.items()},
                 )
             )
     return samples

@@ -110,6 +110,7 @@ def load_h36m(
         images_by_id, anns = index_coco(data, path=data_path)
 
         cam_cache: dict[int, dict[str, np.ndarray]] = {}
+        world_cache: dict[tuple[int, int, int], np.ndarray] = {}
         for a_i, ann in enumerate(anns):
             a_where = f"annotations[{a_i}]"
             image_id = int(ann["image_id"])
@@ -136,9 +137,11 @@ def load_h36m(
                 cam_cache[cam_idx] = _camera(cams_json, cam_idx, cam_path)
             cam = cam_cache[cam_idx]
 
-            keys = [action, subaction, frame]
-            world = get_nested(joints_json, keys, path=joint_path, context=f"(needed by image id {image_id})")
-            joints_world_mm = as_array(world, (17, 3), path=joint_path, field_name=key_path(*keys))
+            keys = (action, subaction, frame)
+            if keys not in world_cache:  # the same frame is seen by every camera
+                world = get_nested(joints_json, keys, path=joint_path, context=f"(needed by image id {image_id})")
+                world_cache[keys] = as_array(world, (17, 3), path=joint_path, field_name=key_path(*keys))
+            joints_world_mm = world_cache[keys]
             joints_cam_mm = joints_world_mm @ cam["R"].T + cam["t"]
             kp_px = project_cam_to_px(joints_cam_mm, cam["f"], cam["c"])
             conf = np.isfinite(kp_px).all(axis=-1).astype(np.float64)
