@@ -425,3 +425,28 @@ def test_load_dataset_every_kind(tmp_path):
     }
     for kind, samples in got.items():
         assert samples and all(s.dataset == kind for s in samples)
+
+
+# ------------------------------------------------------------------ agreement with body.joint_sets
+
+
+def _normalise(name: str) -> str:
+    name = name.replace("R_", "right_").replace("L_", "left_").lower()
+    return name.replace("_", "") if name.split("_")[0] in ("thumb", "index", "middle", "ring", "pinky") else name
+
+
+@pytest.mark.parametrize(
+    ("joint_set", "loader_names"),
+    [("h36m_17", H36M_17_JOINT_NAMES), ("mpi3dhp_17", MPI3DHP_17_JOINT_NAMES), ("hand_21", HAND_21_JOINT_NAMES)],
+)
+def test_loader_joint_orders_match_body_joint_sets(joint_set, loader_names):
+    joint_sets = pytest.importorskip("neuralannot_cli.body.joint_sets")
+    assert tuple(_normalise(n) for n in loader_names) == joint_sets.JOINT_SETS[joint_set].joint_names
+
+
+def test_coco_orders_match_body_joint_sets():
+    joint_sets = pytest.importorskip("neuralannot_cli.body.joint_sets")
+    from neuralannot_cli.data.pw3d import COCO_17_JOINT_NAMES
+
+    assert tuple(_normalise(n) for n in COCO_17_JOINT_NAMES) == joint_sets.JOINT_SETS["coco_17"].joint_names
+    assert len(joint_sets.JOINT_SETS["coco_wholebody_133"].joint_names) == 133
