@@ -1,0 +1,594 @@
+"""CPU mesh renderer: a vectorised z-buffer rasteriser in plain PyTorch (no OpenGL, no pytorch3d).
+
+Conventions (pinned by ``tests/test_render.py``):
+
+- Camera: OpenCV pinhole. Camera frame x right, y down, z forward (into the scene). A point
+  ``(x, y, z)_cam`` projects to ``u = fx * x / z + cx``, ``v = fy * y / z + cy`` (pixels).
+- Pixels: pixel ``(row v, column u)`` has its centre at the integer coordinates ``(u, v)``; a pixel
+  belongs to a triangle when its centre lies inside the projected triangle or on its boundary
+  (pixels exactly on an edge shared by two triangles go to the nearer one, ties to the lower face id).
+- Units: vertices in any length unit (metres, millimetres); ``depth`` and ``near`` use the same unit.
+- ``depth`` is the camera-space z of the front surface, interpolated perspective-correctly (1/z is
+  affine in screen space); empty pixels hold ``+inf``. ``face_index`` is -1 where empty.
+- Faces with any vertex at ``z <= near`` are dropped whole (no polygon clipping), which is what
+  body renders in front of the camera need.
+- Face orientation: a face ``(i, j, k)`` is front-facing when its right-hand normal
+  ``(v_j - v_i) x (v_k - v_i)`` points towards the camera (``n . v_i < 0``), the usual outward
+  winding of SMPL-X/MANO/FLAME meshes. With ``cull_backfaces=False`` (default) back faces are drawn
+  too (two-sided lighting: their normal is flipped towards the camera).
+- Images are RGB ``uint8``.
+
+Algorithm: project vertices; per face compute the pixel bounding box and the affine screen-space
+forms of the three barycentrics and of 1/z. Faces are binned by bounding-box size: small faces
+(side <= ``_MAX_TILE``) are rasterised in fixed ``k x k`` tiles by broadcasting (no gathers), larger
+faces by a ragged enumeration of their exact bounding boxes (in chunks of ``max_candidates``).
+Covered candidates are z-tested with a single ``scatter_reduce(amin)`` on an int64 key packing
+(-1/z float bits, face id), so depth and the winning face come out of one pass. Shading (Lambert +
+ambient, with perspective-correct interpolated vertex normals and colours) is then computed only for
+the covered pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+__all__ = [
+    "RenderResult",
+    "render_mesh",
+    "render_batch",
+    "overlay",
+    "draw_keypoints",
+    "DEFAULT_MESH_COLOR",
+]
+
+DEFAULT_MESH_COLOR: tuple[float, float, float] = (0.65, 0.74, 0.86)
+"""Default mesh albedo (RGB in [0, 1]), a light blue-grey."""
+
+_MAX_TILE = 16  # largest square tile (pixels per side) handled by the broadcast path
+_EDGE_EPS = 1e-6  # barycentric slack so that shared edges leave no cracks under float32 rounding
+_EMPTY_KEY = torch.iinfo(torch.int64).max
+_INT32_MAX = 0x7FFFFFFF
+_FACE_BITS = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """Output of :func:`render_mesh` / :func:`render_batch` (numpy arrays on the host).
+
+    Shapes are ``(H, W, ...)`` for a single mesh and ``(batch, H, W, ...)`` for a batch.
+
+    Attributes:
+        rgb: ``(..., H, W, 3)`` uint8, shaded mesh over the background (RGB).
+        depth: ``(..., H, W)`` float32, camera-space z of the front surface; ``+inf`` where empty.
+        mask: ``(..., H, W)`` bool, True where a face covers the pixel centre.
+        face_index: ``(..., H, W)`` int64, index into ``faces`` of the visible face; -1 where empty.
+    """
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    mask: np.ndarray
+    face_index: np.ndarray
+
+    def unbind(self) -> list[RenderResult]:
+        """Split a batched result ``(batch, H, W, ...)`` into one result per image."""
+        if self.mask.ndim != 3:
+            raise ValueError(f"unbind needs a batched result with mask (batch, H, W), got {self.mask.shape}")
+        return [
+            RenderResult(self.rgb[i], self.depth[i], self.mask[i], self.face_index[i])
+            for i in range(self.mask.shape[0])
+        ]
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks
+
+
+def _as_tensor(x, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+
+
+def _check_image_hw(image_hw: Sequence[int]) -> tuple[int, int]:
+    if len(image_hw) != 2 or int(image_hw[0]) <= 0 or int(image_hw[1]) <= 0:
+        raise ValueError(f"image_hw must be two positive ints (H, W), got {tuple(image_hw)}")
+    return int(image_hw[0]), int(image_hw[1])
+
+
+def _check_camera(name: str, value, batch: int, device: torch.device) -> torch.Tensor:
+    t = _as_tensor(value, torch.float64, device)
+    if t.shape == (2,):
+        return t.expand(batch, 2)
+    if t.shape == (batch, 2):
+        return t
+    raise ValueError(f"{name} must have shape (2,) or (batch={batch}, 2), got {tuple(t.shape)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# rasterisation
+
+
+@dataclass(frozen=True)
+class _FaceSetup:
+    """Per-face tables of a batch, one row per face of ``n = batch * faces`` (rows gather fast)."""
+
+    coef: torch.Tensor  # (n, 12) float32: constants, d/dx, d/dy of the affine forms (b0, b1, b2, 1/z)
+    origin: torch.Tensor  # (n, 2) int64: pixel (x, y) where the affine forms are anchored
+    tile: torch.Tensor  # (n,) int64: tile side (power of two), 0 for the ragged path, -1 if not drawn
+    box_wh: torch.Tensor  # (n, 2) int64: bounding-box width, height in pixels
+    z: torch.Tensor  # (n, 3 corners) float32: vertex depths
+    front: torch.Tensor  # (n,) bool: right-hand normal points towards the camera
+    face_normals: torch.Tensor  # (n, 3 xyz) float32, area-weighted (not normalised)
+    corner_ids: torch.Tensor  # (n, 3 corners) int64: vertex indices into batch * verts
+
+
+def _setup_faces(
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    focal: torch.Tensor,
+    princpt: torch.Tensor,
+    height: int,
+    width: int,
+    near: float,
+    cull_backfaces: bool,
+) -> _FaceSetup:
+    batch, num_verts = verts.shape[0], verts.shape[1]
+    num_faces = faces.shape[0]
+    n = batch * num_faces
+    device = verts.device
+    corner_ids = (faces[None] + (torch.arange(batch, device=device) * num_verts)[:, None, None]).reshape(n, 3)
+    # component-first layout (xyz, corner, face) for the elementwise math below
+    p = verts.reshape(-1, 3).index_select(0, corner_ids.t().reshape(-1)).t().reshape(3, 3, n)
+    x, y, z = p[0], p[1], p[2]  # each (3 corners, n)
+
+    e1 = p[:, 1] - p[:, 0]  # (3 xyz, n)
+    e2 = p[:, 2] - p[:, 0]
+    face_normals = torch.stack(
+        [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]], dim=1
+    )  # (n, 3)
+    front = (face_normals * p[:, 0].t()).sum(1) < 0
+
+    valid = z.amin(0) > near
+    if cull_backfaces:
+        valid &= front
+    zs = torch.where(valid, z, torch.ones_like(z))
+    inv_z = 1.0 / zs
+    fx = focal[:, 0].float().repeat_interleave(num_faces)
+    fy = focal[:, 1].float().repeat_interleave(num_faces)
+    cx = princpt[:, 0].float().repeat_interleave(num_faces)
+    cy = princpt[:, 1].float().repeat_interleave(num_faces)
+    u = x * inv_z * fx + cx  # (3 corners, n) pixels
+    v = y * inv_z * fy + cy
+
+    # pixel bounding box (pixel centres at integer coordinates), clamped to the image
+    big = float(4 * max(height, width) + 4)
+    xmin = torch.ceil(u.amin(0).clamp(-big, big)).clamp(0, width).long()
+    xmax = torch.floor(u.amax(0).clamp(-big, big)).clamp(-1, width - 1).long()
+    ymin = torch.ceil(v.amin(0).clamp(-big, big)).clamp(0, height).long()
+    ymax = torch.floor(v.amax(0).clamp(-big, big)).clamp(-1, height - 1).long()
+    box_w = xmax - xmin + 1
+    box_h = ymax - ymin + 1
+    valid &= (box_w > 0) & (box_h > 0)
+
+    # tile class: smallest power of two >= max(box_w, box_h) if small enough, else ragged (0)
+    side = torch.maximum(box_w, box_h).clamp(min=1)
+    tile = torch.ones_like(side) << torch.ceil(torch.log2(side.float())).long()
+    ragged = tile > min(_MAX_TILE, height, width)
+    tile = torch.where(ragged, 0, tile)
+    # square tiles are shifted inside the image so that every candidate pixel is a real pixel;
+    # tile pixels outside the face's bounding box fail the barycentric test anyway
+    ox = torch.where(ragged, xmin, torch.minimum(xmin, width - tile))
+    oy = torch.where(ragged, ymin, torch.minimum(ymin, height - tile))
+
+    # affine forms b_i(x, y) = c_i + a_i * (x - ox) + d_i * (y - oy) with coordinates relative to
+    # the anchor, so the numbers stay small and float32 is accurate
+    px = u - ox.float()
+    py = v - oy.float()
+    pxj, pyj = px.roll(-1, 0), py.roll(-1, 0)
+    pxk, pyk = px.roll(-2, 0), py.roll(-2, 0)
+    area = (px[1] - px[0]) * (py[2] - py[0]) - (px[2] - px[0]) * (py[1] - py[0])
+    valid &= torch.isfinite(area) & (area.abs() > 1e-10)
+    tile = torch.where(valid, tile, -1)
+    inv_area = 1.0 / torch.where(valid, area, torch.ones_like(area))
+    c = ((pyk - pyj) * pxj - (pxk - pxj) * pyj) * inv_area  # (3, n)
+    a = (pyj - pyk) * inv_area
+    d = (pxk - pxj) * inv_area
+    coef = torch.cat(
+        [c, (c * inv_z).sum(0, keepdim=True), a, (a * inv_z).sum(0, keepdim=True), d, (d * inv_z).sum(0, keepdim=True)]
+    ).t().contiguous()  # (n, 12)
+    return _FaceSetup(
+        coef=coef,
+        origin=torch.stack([ox, oy], dim=1),
+        tile=tile,
+        box_wh=torch.stack([box_w, box_h], dim=1),
+        z=zs.t().contiguous(),
+        front=front,
+        face_normals=face_normals,
+        corner_ids=corner_ids,
+    )
+
+
+def _pack_keys(inv_z: torch.Tensor, face_ids: torch.Tensor) -> torch.Tensor:
+    """int64 keys ordered by depth (nearest = smallest), ties broken by the lower face id."""
+    bits = inv_z.contiguous().view(torch.int32).long()  # monotonic in inv_z for positive floats
+    return ((_INT32_MAX - bits) << 32) | face_ids
+
+
+def _rasterise(
+    setup: _FaceSetup, num_faces: int, batch: int, height: int, width: int, max_candidates: int
+) -> torch.Tensor:
+    """Return the z-buffer keys (batch * H * W,) int64; ``_EMPTY_KEY`` where nothing is drawn."""
+    device = setup.tile.device
+    hw = height * width
+    pix_parts: list[torch.Tensor] = []
+    key_parts: list[torch.Tensor] = []
+    # pixel index of each face's anchor
+    gid = torch.arange(setup.tile.numel(), device=device)
+    base = (gid // num_faces) * hw + setup.origin[:, 1] * width + setup.origin[:, 0]
+
+    # group faces by tile class with one sort: classes -1 (skip), 0 (ragged), 1, 2, 4, ...
+    order = torch.argsort(setup.tile)
+    classes, counts = torch.unique_consecutive(setup.tile[order], return_counts=True)
+    ends = torch.cumsum(counts, 0)
+    spans = {k: (e - c, e) for k, c, e in zip(classes.tolist(), counts.tolist(), ends.tolist())}
+
+    for k in sorted(c for c in spans if c > 0):
+        sel_all = order[spans[k][0] : spans[k][1]]
+        log2k = k.bit_length() - 1
+        offs = torch.arange(k, device=device, dtype=torch.float32)
+        per_chunk = max(1, max_candidates // (k * k))
+        for start in range(0, sel_all.numel(), per_chunk):
+            sel = sel_all[start : start + per_chunk]
+            # faces innermost: (value, y, x, face) keeps the broadcasts contiguous and vectorised
+            cf = setup.coef.index_select(0, sel).t().contiguous()[:, None, None, :]  # (12, 1, 1, m)
+            vals = (cf[0:4] + cf[4:8] * offs[:, None]) + cf[8:12] * offs[:, None, None]  # (4, ky, kx, m)
+            inside = torch.minimum(torch.minimum(vals[0], vals[1]), vals[2]) >= -_EDGE_EPS
+            idx = inside.view(-1).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                continue
+            m = sel.numel()
+            cell = idx // m
+            g = sel[idx - cell * m]
+            dy = cell >> log2k
+            dx = cell & (k - 1)
+            pix_parts.append(base[g] + dy * width + dx)
+            key_parts.append(_pack_keys(vals[3].reshape(-1)[idx], g % num_faces))
+
+    # ragged path: exact bounding boxes of large faces, in chunks of about max_candidates
+    if 0 in spans:
+        sel_all = order[spans[0][0] : spans[0][1]]
+        counts_all = setup.box_wh[sel_all].prod(1)
+        cum = counts_all.cumsum(0)
+        start = 0
+        while start < sel_all.numel():
+            offset = int(cum[start - 1]) if start > 0 else 0
+            stop = max(int(torch.searchsorted(cum, offset + max_candidates, right=True)), start + 1)
+            sel = sel_all[start:stop]
+            counts = counts_all[start:stop]
+            owner = torch.repeat_interleave(counts)  # (N,) local face of each candidate
+            local = torch.arange(owner.numel(), device=device) - (counts.cumsum(0) - counts)[owner]
+            box_w = setup.box_wh[sel, 0][owner]
+            dy = local // box_w
+            dx = local - dy * box_w
+            g = sel[owner]
+            cf = setup.coef.index_select(0, g).t().contiguous()  # (12, N)
+            vals = cf[0:4] + cf[4:8] * dx.float() + cf[8:12] * dy.float()
+            inside = torch.minimum(torch.minimum(vals[0], vals[1]), vals[2]) >= -_EDGE_EPS
+            idx = inside.nonzero().squeeze(1)
+            if idx.numel() > 0:
+                gi = g[idx]
+                pix_parts.append(base[gi] + dy[idx] * width + dx[idx])
+                key_parts.append(_pack_keys(vals[3, idx], gi % num_faces))
+            start = stop
+
+    keys = torch.full((batch * hw,), _EMPTY_KEY, dtype=torch.int64, device=device)
+    if pix_parts:
+        keys.scatter_reduce_(0, torch.cat(pix_parts), torch.cat(key_parts), reduce="amin", include_self=True)
+    return keys
+
+
+def _normalise_rows(vec: torch.Tensor) -> torch.Tensor:
+    """(M, 3) -> unit rows (a hand-written norm: much faster than ``norm(dim=...)`` on CPU)."""
+    length = (vec[:, 0] * vec[:, 0] + vec[:, 1] * vec[:, 1] + vec[:, 2] * vec[:, 2]).sqrt()
+    return vec / length.clamp(min=1e-12)[:, None]
+
+
+def _shade(
+    setup: _FaceSetup,
+    num_verts: int,
+    batch: int,
+    pix: torch.Tensor,
+    g: torch.Tensor,
+    width: int,
+    hw: int,
+    light: torch.Tensor,
+    ambient: float,
+    diffuse: float,
+    shading: str,
+    colors: torch.Tensor | None,
+) -> torch.Tensor:
+    """Lambert shading of covered pixels ``pix`` (flat over batch*H*W) showing faces ``g`` (flat over
+    batch*faces) -> ``(M, 3)`` uint8."""
+    rem = pix % hw
+    y = rem // width
+    x = rem - y * width
+    origin = setup.origin.index_select(0, g)
+    dx = (x - origin[:, 0]).float()[:, None]
+    dy = (y - origin[:, 1]).float()[:, None]
+    cf = setup.coef.index_select(0, g)  # (M, 12)
+    bary = (cf[:, 0:3] + cf[:, 4:7] * dx + cf[:, 8:11] * dy).clamp(min=0)  # (M, 3 corners)
+    persp = bary / setup.z.index_select(0, g)  # perspective-correct weights
+    persp = (persp / persp.sum(1, keepdim=True).clamp(min=1e-30))[:, :, None]  # (M, 3, 1)
+
+    vid = setup.corner_ids.index_select(0, g).view(-1)  # (M * 3 corners,)
+    if shading == "smooth":
+        vn = torch.zeros((batch * num_verts, 3), dtype=torch.float32, device=pix.device)
+        fn = setup.face_normals[:, None, :].expand(-1, 3, 3).reshape(-1, 3)
+        vn.index_add_(0, setup.corner_ids.view(-1), fn)
+        normals = (vn.index_select(0, vid).view(-1, 3, 3) * persp).sum(1)  # (M, 3 xyz)
+    else:
+        normals = setup.face_normals.index_select(0, g)
+    # two-sided lighting: back faces get their normal flipped towards the camera
+    normals = torch.where(setup.front[g, None], normals, -normals)
+    intensity = ambient + diffuse * (_normalise_rows(normals) @ light).clamp(min=0)  # (M,)
+    if colors is None:
+        albedo = torch.tensor(DEFAULT_MESH_COLOR, dtype=torch.float32, device=pix.device)
+    else:
+        albedo = (colors.reshape(-1, 3).index_select(0, vid).view(-1, 3, 3) * persp).sum(1)  # (M, 3)
+    out = albedo * (intensity * 255.0)[:, None]
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+
+def render_batch(
+    vertices_cam,
+    faces,
+    focal_px,
+    princpt_px,
+    image_hw: Sequence[int],
+    *,
+    vertex_colors=None,
+    light_dir_cam: Sequence[float] = (0.0, 0.0, -1.0),
+    ambient: float = 0.35,
+    diffuse: float = 0.65,
+    shading: Literal["smooth", "flat"] = "smooth",
+    background=None,
+    cull_backfaces: bool = False,
+    near: float = 1e-3,
+    max_candidates: int = 1 << 22,
+    device: torch.device | str = "cpu",
+) -> RenderResult:
+    """Render a batch of meshes that share one topology; one image per mesh.
+
+    Args:
+        vertices_cam: ``(batch, verts, 3)`` camera-frame vertices (OpenCV axes, any length unit),
+            a tensor or array.
+        faces: ``(faces, 3)`` integer vertex indices.
+        focal_px: ``(2,)`` or ``(batch, 2)`` focal lengths ``(fx, fy)`` in pixels.
+        princpt_px: ``(2,)`` or ``(batch, 2)`` principal point ``(cx, cy)`` in pixels.
+        image_hw: output size ``(H, W)``.
+        vertex_colors: ``(verts, 3)`` or ``(batch, verts, 3)`` RGB albedo, float in [0, 1] or uint8;
+            None uses :data:`DEFAULT_MESH_COLOR`.
+        light_dir_cam: ``(3,)`` direction from the surface towards the light, camera frame; the
+            default ``(0, 0, -1)`` is a headlight at the camera.
+        ambient, diffuse: intensity = ``ambient + diffuse * max(0, n . l)``.
+        shading: ``"smooth"`` (perspective-correct interpolated vertex normals) or ``"flat"``.
+        background: ``(H, W, 3)`` or ``(batch, H, W, 3)`` uint8 RGB; None is black.
+        cull_backfaces: drop faces whose normal points away from the camera (faster, needs
+            consistent outward winding).
+        near: faces with any vertex at ``z <= near`` are dropped (same unit as the vertices).
+        max_candidates: cap on candidate pixels evaluated at once (bounds memory).
+        device: where to rasterise; results are returned as numpy arrays.
+
+    Returns:
+        :class:`RenderResult` with arrays of shape ``(batch, H, W, ...)``.
+    """
+    device = torch.device(device)
+    height, width = _check_image_hw(image_hw)
+    verts = _as_tensor(vertices_cam, torch.float32, device)
+    if verts.ndim != 3 or verts.shape[-1] != 3:
+        raise ValueError(f"vertices_cam must have shape (batch, verts, 3), got {tuple(verts.shape)}")
+    batch, num_verts = verts.shape[0], verts.shape[1]
+    faces_t = _as_tensor(faces, torch.int64, device)
+    if faces_t.ndim != 2 or faces_t.shape[1] != 3:
+        raise ValueError(f"faces must have shape (faces, 3), got {tuple(faces_t.shape)}")
+    if faces_t.numel() and (int(faces_t.min()) < 0 or int(faces_t.max()) >= num_verts):
+        raise ValueError(
+            f"faces index vertices in [{int(faces_t.min())}, {int(faces_t.max())}], "
+            f"but vertices_cam has {num_verts} vertices (shape {tuple(verts.shape)})"
+        )
+    focal = _check_camera("focal_px", focal_px, batch, device)
+    princpt = _check_camera("princpt_px", princpt_px, batch, device)
+    if shading not in ("smooth", "flat"):
+        raise ValueError(f"shading must be 'smooth' or 'flat', got {shading!r}")
+    light = _as_tensor(light_dir_cam, torch.float32, device)
+    if light.shape != (3,) or float(light.norm()) == 0.0:
+        raise ValueError(f"light_dir_cam must be a non-zero (3,) vector, got shape {tuple(light.shape)}")
+    light = light / light.norm()
+
+    colors = None
+    if vertex_colors is not None:
+        raw = vertex_colors
+        colors = _as_tensor(raw, torch.float32, device)
+        if colors.shape == (num_verts, 3):
+            colors = colors.expand(batch, num_verts, 3)
+        elif colors.shape != (batch, num_verts, 3):
+            raise ValueError(
+                f"vertex_colors must have shape (verts={num_verts}, 3) or (batch={batch}, verts, 3), "
+                f"got {tuple(colors.shape)}"
+            )
+        is_uint8 = (isinstance(raw, np.ndarray) and raw.dtype == np.uint8) or (
+            isinstance(raw, torch.Tensor) and raw.dtype == torch.uint8
+        )
+        if is_uint8:
+            colors = colors / 255.0
+
+    if background is None:
+        rgb = torch.zeros((batch, height, width, 3), dtype=torch.uint8, device=device)
+    else:
+        bg = _as_tensor(background, torch.uint8, device)
+        if bg.shape == (height, width, 3):
+            rgb = bg.expand(batch, height, width, 3).clone()
+        elif bg.shape == (batch, height, width, 3):
+            rgb = bg.clone()
+        else:
+            raise ValueError(
+                f"background must have shape (H={height}, W={width}, 3) or (batch={batch}, H, W, 3), "
+                f"got {tuple(bg.shape)}"
+            )
+
+    num_faces = faces_t.shape[0]
+    hw = height * width
+    depth = torch.full((batch * hw,), float("inf"), dtype=torch.float32, device=device)
+    face_index = torch.full((batch * hw,), -1, dtype=torch.int64, device=device)
+    if num_faces > 0:
+        with torch.no_grad():
+            setup = _setup_faces(verts, faces_t, focal, princpt, height, width, near, cull_backfaces)
+            keys = _rasterise(setup, num_faces, batch, height, width, max_candidates)
+            pix = (keys != _EMPTY_KEY).nonzero().squeeze(1)
+            if pix.numel() > 0:
+                k = keys[pix]
+                f = k & _FACE_BITS
+                inv_z = (_INT32_MAX - (k >> 32)).int().view(torch.float32)
+                depth[pix] = 1.0 / inv_z
+                face_index[pix] = f
+                g = (pix // hw) * num_faces + f
+                rgb.view(batch * hw, 3)[pix] = _shade(
+                    setup, num_verts, batch, pix, g, width, hw, light, ambient, diffuse, shading, colors
+                )
+
+    shape = (batch, height, width)
+    return RenderResult(
+        rgb=rgb.cpu().numpy(),
+        depth=depth.view(shape).cpu().numpy(),
+        mask=(face_index >= 0).view(shape).cpu().numpy(),
+        face_index=face_index.view(shape).cpu().numpy(),
+    )
+
+
+def render_mesh(
+    vertices_cam,
+    faces,
+    focal_px,
+    princpt_px,
+    image_hw: Sequence[int],
+    *,
+    vertex_colors=None,
+    light_dir_cam: Sequence[float] = (0.0, 0.0, -1.0),
+    ambient: float = 0.35,
+    diffuse: float = 0.65,
+    shading: Literal["smooth", "flat"] = "smooth",
+    background=None,
+    cull_backfaces: bool = False,
+    near: float = 1e-3,
+    max_candidates: int = 1 << 22,
+    device: torch.device | str = "cpu",
+) -> RenderResult:
+    """Render one mesh ``(verts, 3)`` -> arrays ``(H, W, ...)``; ``(batch, verts, 3)`` -> ``(batch, H, W, ...)``.
+
+    Same arguments as :func:`render_batch` (there ``vertex_colors`` may be ``(verts, 3)`` only for a
+    single mesh, and ``background`` ``(H, W, 3)``).
+    """
+    verts = vertices_cam if isinstance(vertices_cam, torch.Tensor) else np.asarray(vertices_cam)
+    single = verts.ndim == 2
+    if verts.ndim not in (2, 3) or verts.shape[-1] != 3:
+        raise ValueError(f"vertices_cam must have shape (verts, 3) or (batch, verts, 3), got {tuple(verts.shape)}")
+    result = render_batch(
+        verts[None] if single else verts,
+        faces,
+        focal_px,
+        princpt_px,
+        image_hw,
+        vertex_colors=vertex_colors,
+        light_dir_cam=light_dir_cam,
+        ambient=ambient,
+        diffuse=diffuse,
+        shading=shading,
+        background=background,
+        cull_backfaces=cull_backfaces,
+        near=near,
+        max_candidates=max_candidates,
+        device=device,
+    )
+    return result.unbind()[0] if single else result
+
+
+# ----------------------------------------------------------------------------------------------
+# visual helpers (OpenCV)
+
+
+def overlay(image: np.ndarray, result: RenderResult, alpha: float = 0.8) -> np.ndarray:
+    """Blend a single render onto ``image`` ``(H, W, 3)`` uint8 where ``result.mask`` is set.
+
+    Returns a new ``(H, W, 3)`` uint8 image: ``alpha * render + (1 - alpha) * image`` on the mask,
+    ``image`` elsewhere.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != result.mask.shape:
+        raise ValueError(
+            f"image must have shape (H, W, 3) matching the render mask {result.mask.shape}, got {image.shape}"
+        )
+    out = image.copy()
+    m = result.mask
+    blended = alpha * result.rgb[m].astype(np.float32) + (1.0 - alpha) * image[m].astype(np.float32)
+    out[m] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
+
+
+def draw_keypoints(
+    image: np.ndarray,
+    keypoints_px: np.ndarray,
+    conf: np.ndarray | None = None,
+    radius: int = 3,
+    color: tuple[int, int, int] = (0, 255, 0),
+    *,
+    conf_threshold: float = 0.0,
+    skeleton: Sequence[tuple[int, int]] | None = None,
+) -> np.ndarray:
+    """Draw 2D keypoints (and optional skeleton lines) on a copy of ``image`` ``(H, W, 3)`` uint8.
+
+    Args:
+        keypoints_px: ``(joints, 2)`` pixel coordinates ``(u, v)``.
+        conf: ``(joints,)`` confidences; keypoints with ``conf <= conf_threshold`` are skipped.
+            None draws all finite keypoints.
+        radius: circle radius in pixels (filled circles).
+        color: colour in the image's channel order (RGB for this package).
+        skeleton: pairs of joint indices to join with lines.
+    """
+    import cv2
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got shape {image.shape} dtype {image.dtype}")
+    kp = np.asarray(keypoints_px, dtype=np.float64)
+    if kp.ndim != 2 or kp.shape[1] != 2:
+        raise ValueError(f"keypoints_px must have shape (joints, 2), got {kp.shape}")
+    if conf is None:
+        visible = np.ones(len(kp), dtype=bool)
+    else:
+        conf = np.asarray(conf, dtype=np.float64)
+        if conf.shape != (len(kp),):
+            raise ValueError(f"conf must have shape (joints={len(kp)},), got {conf.shape}")
+        visible = conf > conf_threshold
+    visible &= np.isfinite(kp).all(1)
+    out = np.ascontiguousarray(image.copy())
+    col = tuple(int(c) for c in color)
+    shift = 4  # sub-pixel precision for OpenCV drawing
+    pts = np.zeros_like(kp, dtype=np.int64)
+    pts[visible] = np.rint(kp[visible] * (1 << shift)).astype(np.int64)
+    for i, j in skeleton or ():
+        if visible[i] and visible[j]:
+            cv2.line(out, tuple(map(int, pts[i])), tuple(map(int, pts[j])), col, max(1, radius // 2), cv2.LINE_AA, shift)
+    for i in np.flatnonzero(visible):
+        cv2.circle(out, tuple(map(int, pts[i])), int(radius) << shift, col, -1, cv2.LINE_AA, shift)
+    return out
