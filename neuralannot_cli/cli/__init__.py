@@ -1,0 +1,1 @@
+"""The ``neuralannot`` command line: a thin Typer layer over the library, one module per subcommand."""
