@@ -309,11 +309,11 @@ def is_standin(path: str | os.PathLike) -> bool:
         array = load_restricted_npy(path)
         if array.dtype == object and array.shape == () and isinstance(array[()], dict):
             return STANDIN_MARKER_KEY in array[()]
-        siblings = [p for p in path.parent.iterdir() if p.suffix.lower() in (".npz", ".pkl")]
-        return any(is_standin(p) for p in siblings[:1])
+        # A numeric array cannot carry the key: judge by the model file next to it (npz first: cheap).
+        siblings = sorted(
+            (p for p in path.parent.iterdir() if p.suffix.lower() in (".npz", ".pkl")),
+            key=lambda p: (p.suffix.lower() != ".npz", p.name),
+        )
+        return bool(siblings) and is_standin(siblings[0])
     return False
 
-
-def _np_load_plain(path: Path) -> np.ndarray:
-    """Load a numeric ``.npy`` without pickle support."""
-    return np.load(path, allow_pickle=False)
