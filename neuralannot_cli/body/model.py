@@ -129,6 +129,7 @@ class BodyModel(nn.Module):
         is_rhand: bool,
         flat_hand_mean: bool,
         model_file: Path,
+        layer_path: Path,
         source: str,
         is_standin: bool,
         regressors: dict[str, np.ndarray] | None = None,
@@ -140,6 +141,7 @@ class BodyModel(nn.Module):
         self.is_rhand = is_rhand
         self.flat_hand_mean = flat_hand_mean
         self.model_file = Path(model_file)
+        self.layer_path = Path(layer_path)  # what smplx loaded: the (converted) .npz, or FLAME's directory
         self.source = source
         self._is_standin = bool(is_standin)
         dtype = layer.shapedirs.dtype
@@ -498,7 +500,7 @@ def load_body_model(
                         f"{reg_file}: regressor has shape {matrix.shape}, expected (17, {layer.v_template.shape[0]})"
                     )
                 regressors["h36m"] = matrix
-            standin_probe = npz
+            layer_path = standin_probe = npz
         elif model_type == "mano":
             side = "RIGHT" if is_rhand else "LEFT"
             npz = _as_npz(resolved.path, cache_dir, f"MANO_{side}")
@@ -516,7 +518,7 @@ def load_body_model(
                 for name in ("MANO_RIGHT.pkl", "MANO_RIGHT.npz"):
                     right = right or _paths.companion_file(resolved.path, name)
                 _mano_left_shapedirs_fix(layer, right, cache_dir)
-            standin_probe = npz
+            layer_path = standin_probe = npz
         else:
             flame_dir = _flame_dir(resolved, cache_dir)
             layer = smplx.FLAMELayer(
@@ -528,6 +530,7 @@ def load_body_model(
                 use_face_contour=True,
                 dtype=dtype,
             )
+            layer_path = flame_dir
             standin_probe = flame_dir / f"FLAME_{gender.upper()}.npz"
 
     if layer.num_betas != num_betas:
@@ -546,6 +549,7 @@ def load_body_model(
         is_rhand=bool(is_rhand),
         flat_hand_mean=flat_hand_mean,
         model_file=resolved.path,
+        layer_path=layer_path,
         source=resolved.source,
         is_standin=resolved.source == "standin" or _paths.is_standin(standin_probe),
         regressors=regressors,
