@@ -293,3 +293,61 @@ def test_left_mano_shapedirs_fix(standin_dir: Path, cfg: ModelSearchConfig, mano
     proper = load_body_model("mano", is_rhand=False, model_dir=standin_dir, config=cfg)
     with np.load(proper.layer_path) as data:
         np.testing.assert_allclose(proper.layer.shapedirs.numpy(), data["shapedirs"][:, :, :10], atol=1e-7)
+
+
+def test_official_chumpy_layout_mano_loads(
+    standin_dir: Path, cfg: ModelSearchConfig, mano_right: BodyModel, tmp_path: Path
+) -> None:
+    """A MANO pickle in the official layout (chumpy arrays, scipy.sparse csc regressor under the old
+    ``scipy.sparse.csc`` module) loads without chumpy/scipy and gives the same model."""
+    import sys
+    import types
+
+    data = pickle.loads((standin_dir / "mano" / "MANO_RIGHT.pkl").read_bytes())
+    ch_mod, csc_mod = types.ModuleType("chumpy.ch"), types.ModuleType("scipy.sparse.csc")
+
+    class Ch:
+        pass
+
+    class csc_matrix:
+        pass
+
+    Ch.__module__, Ch.__qualname__, ch_mod.Ch = "chumpy.ch", "Ch", Ch
+    csc_matrix.__module__, csc_matrix.__qualname__ = "scipy.sparse.csc", "csc_matrix"
+    csc_mod.csc_matrix = csc_matrix
+    official = dict(data)
+    for key in ("v_template", "shapedirs", "posedirs", "weights"):
+        node = Ch()
+        node.__dict__.update(x=np.asarray(data[key]), _dirty_vars=set())
+        official[key] = node
+    dense = np.asarray(data["J_regressor"])
+    sparse = csc_matrix()
+    nz_cols = dense.T != 0
+    sparse.__dict__.update(
+        _shape=dense.shape,
+        data=dense.T[nz_cols],
+        indices=np.nonzero(nz_cols)[1].astype(np.int32),
+        indptr=np.concatenate([[0], np.cumsum(nz_cols.sum(1))]).astype(np.int32),
+    )
+    official["J_regressor"] = sparse
+    fakes = {
+        "chumpy": types.ModuleType("chumpy"), "chumpy.ch": ch_mod, "scipy": types.ModuleType("scipy"),
+        "scipy.sparse": types.ModuleType("scipy.sparse"), "scipy.sparse.csc": csc_mod,
+    }  # fmt: skip
+    saved = {name: sys.modules.get(name) for name in fakes}
+    sys.modules.update(fakes)
+    try:
+        blob = pickle.dumps(official, protocol=2)
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                sys.modules.pop(name)
+            else:
+                sys.modules[name] = old
+    (tmp_path / "mano").mkdir()
+    (tmp_path / "mano" / "MANO_RIGHT.pkl").write_bytes(blob)
+    model = load_body_model("mano", model_dir=tmp_path, config=cfg)
+    pose = torch.randn(2, 15, 3, generator=torch.Generator().manual_seed(6)) * 0.3
+    torch.testing.assert_close(
+        model(hand_pose_rotvecs=pose).vertices, mano_right(hand_pose_rotvecs=pose).vertices
+    )

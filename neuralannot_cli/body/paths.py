@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 
 ModelType = Literal["smplx", "mano", "flame"]
 Gender = Literal["neutral", "male", "female"]
