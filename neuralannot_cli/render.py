@@ -115,16 +115,20 @@ def _check_camera(name: str, value, batch: int, device: torch.device) -> torch.T
 
 @dataclass(frozen=True)
 class _FaceSetup:
-    """Per-face tables of a batch, one row per face of ``n = batch * faces`` (rows gather fast)."""
+    """Per-face data of a batch, over ``n = batch * faces`` faces (flat id ``b * faces + f``).
+
+    ``coef`` is row-major (one row per face, gathered per candidate); the rest is component-first
+    (one contiguous row per component), which is what elementwise math and 1D gathers want on CPU.
+    """
 
     coef: torch.Tensor  # (n, 12) float32: constants, d/dx, d/dy of the affine forms (b0, b1, b2, 1/z)
-    origin: torch.Tensor  # (n, 2) int64: pixel (x, y) where the affine forms are anchored
+    origin: torch.Tensor  # (2, n) int64: pixel (x, y) where the affine forms are anchored
     tile: torch.Tensor  # (n,) int64: tile side (power of two), 0 for the ragged path, -1 if not drawn
-    box_wh: torch.Tensor  # (n, 2) int64: bounding-box width, height in pixels
-    z: torch.Tensor  # (n, 3 corners) float32: vertex depths
+    box_wh: torch.Tensor  # (2, n) int64: bounding-box width, height in pixels
+    z: torch.Tensor  # (3 corners, n) float32: vertex depths
     front: torch.Tensor  # (n,) bool: right-hand normal points towards the camera
-    face_normals: torch.Tensor  # (n, 3 xyz) float32, area-weighted (not normalised)
-    corner_ids: torch.Tensor  # (n, 3 corners) int64: vertex indices into batch * verts
+    face_normals: torch.Tensor  # (3 xyz, n) float32, area-weighted (not normalised)
+    corner_ids: torch.Tensor  # (3 corners, n) int64: vertex indices into batch * verts
 
 
 def _setup_faces(
@@ -141,45 +145,49 @@ def _setup_faces(
     num_faces = faces.shape[0]
     n = batch * num_faces
     device = verts.device
-    corner_ids = (faces[None] + (torch.arange(batch, device=device) * num_verts)[:, None, None]).reshape(n, 3)
-    # component-first layout (xyz, corner, face) for the elementwise math below
-    p = verts.reshape(-1, 3).index_select(0, corner_ids.t().reshape(-1)).t().reshape(3, 3, n)
-    x, y, z = p[0], p[1], p[2]  # each (3 corners, n)
+    offsets = torch.arange(batch, device=device) * num_verts
+    corner_ids = (faces.t().contiguous()[:, None, :] + offsets[None, :, None]).reshape(3, n).contiguous()
+    # component-first layout: x[i] is the x coordinate of corner i of every face, (batch, faces)
+    # (elementwise math on contiguous rows; transposes and reductions over short dims are slow on CPU)
+    vt = verts.reshape(-1, 3).t().contiguous()  # (3 xyz, batch * verts)
+    x, y, z = ([vt[c].index_select(0, corner_ids[i]).view(batch, num_faces) for i in range(3)] for c in range(3))
 
-    e1 = p[:, 1] - p[:, 0]  # (3 xyz, n)
-    e2 = p[:, 2] - p[:, 0]
-    face_normals = torch.stack(
-        [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]], dim=1
-    )  # (n, 3)
-    front = (face_normals * p[:, 0].t()).sum(1) < 0
+    e1 = [x[1] - x[0], y[1] - y[0], z[1] - z[0]]
+    e2 = [x[2] - x[0], y[2] - y[0], z[2] - z[0]]
+    nx = e1[1] * e2[2] - e1[2] * e2[1]
+    ny = e1[2] * e2[0] - e1[0] * e2[2]
+    nz = e1[0] * e2[1] - e1[1] * e2[0]
+    front = nx * x[0] + ny * y[0] + nz * z[0] < 0  # (batch, faces)
 
-    valid = z.amin(0) > near
+    valid = torch.minimum(torch.minimum(z[0], z[1]), z[2]) > near
     if cull_backfaces:
         valid &= front
-    zs = torch.where(valid, z, torch.ones_like(z))
-    inv_z = 1.0 / zs
-    fx = focal[:, 0].float().repeat_interleave(num_faces)
-    fy = focal[:, 1].float().repeat_interleave(num_faces)
-    cx = princpt[:, 0].float().repeat_interleave(num_faces)
-    cy = princpt[:, 1].float().repeat_interleave(num_faces)
-    u = x * inv_z * fx + cx  # (3 corners, n) pixels
-    v = y * inv_z * fy + cy
+    one = torch.ones((), dtype=verts.dtype, device=device)
+    inv_z = [1.0 / torch.where(valid, zi, one) for zi in z]
+    fx, fy = focal[:, 0:1].float(), focal[:, 1:2].float()  # (batch, 1)
+    cx, cy = princpt[:, 0:1].float(), princpt[:, 1:2].float()
+    u = [xi * iz * fx + cx for xi, iz in zip(x, inv_z)]  # pixels, (batch, faces) each
+    v = [yi * iz * fy + cy for yi, iz in zip(y, inv_z)]
 
     # pixel bounding box (pixel centres at integer coordinates), clamped to the image
     big = float(4 * max(height, width) + 4)
-    xmin = torch.ceil(u.amin(0).clamp(-big, big)).clamp(0, width).long()
-    xmax = torch.floor(u.amax(0).clamp(-big, big)).clamp(-1, width - 1).long()
-    ymin = torch.ceil(v.amin(0).clamp(-big, big)).clamp(0, height).long()
-    ymax = torch.floor(v.amax(0).clamp(-big, big)).clamp(-1, height - 1).long()
+    umin = torch.minimum(torch.minimum(u[0], u[1]), u[2]).clamp_(-big, big)
+    umax = torch.maximum(torch.maximum(u[0], u[1]), u[2]).clamp_(-big, big)
+    vmin = torch.minimum(torch.minimum(v[0], v[1]), v[2]).clamp_(-big, big)
+    vmax = torch.maximum(torch.maximum(v[0], v[1]), v[2]).clamp_(-big, big)
+    xmin = umin.ceil_().clamp_(0, width).long()
+    xmax = umax.floor_().clamp_(-1, width - 1).long()
+    ymin = vmin.ceil_().clamp_(0, height).long()
+    ymax = vmax.floor_().clamp_(-1, height - 1).long()
     box_w = xmax - xmin + 1
     box_h = ymax - ymin + 1
     valid &= (box_w > 0) & (box_h > 0)
 
     # tile class: smallest power of two >= max(box_w, box_h) if small enough, else ragged (0)
-    side = torch.maximum(box_w, box_h).clamp(min=1)
-    tile = torch.ones_like(side) << torch.ceil(torch.log2(side.float())).long()
+    side = torch.maximum(box_w, box_h).clamp_(min=1)
+    tile = torch.ones_like(side) << torch.log2(side.float()).ceil_().long()
     ragged = tile > min(_MAX_TILE, height, width)
-    tile = torch.where(ragged, 0, tile)
+    tile.masked_fill_(ragged, 0)
     # square tiles are shifted inside the image so that every candidate pixel is a real pixel;
     # tile pixels outside the face's bounding box fail the barycentric test anyway
     ox = torch.where(ragged, xmin, torch.minimum(xmin, width - tile))
@@ -187,28 +195,31 @@ def _setup_faces(
 
     # affine forms b_i(x, y) = c_i + a_i * (x - ox) + d_i * (y - oy) with coordinates relative to
     # the anchor, so the numbers stay small and float32 is accurate
-    px = u - ox.float()
-    py = v - oy.float()
-    pxj, pyj = px.roll(-1, 0), py.roll(-1, 0)
-    pxk, pyk = px.roll(-2, 0), py.roll(-2, 0)
+    oxf, oyf = ox.float(), oy.float()
+    px = [ui - oxf for ui in u]
+    py = [vi - oyf for vi in v]
     area = (px[1] - px[0]) * (py[2] - py[0]) - (px[2] - px[0]) * (py[1] - py[0])
     valid &= torch.isfinite(area) & (area.abs() > 1e-10)
-    tile = torch.where(valid, tile, -1)
-    inv_area = 1.0 / torch.where(valid, area, torch.ones_like(area))
-    c = ((pyk - pyj) * pxj - (pxk - pxj) * pyj) * inv_area  # (3, n)
-    a = (pyj - pyk) * inv_area
-    d = (pxk - pxj) * inv_area
-    coef = torch.cat(
-        [c, (c * inv_z).sum(0, keepdim=True), a, (a * inv_z).sum(0, keepdim=True), d, (d * inv_z).sum(0, keepdim=True)]
-    ).t().contiguous()  # (n, 12)
+    tile.masked_fill_(~valid, -1)
+    inv_area = 1.0 / torch.where(valid, area, one)
+    rows_c, rows_a, rows_d = [], [], []
+    for i in range(3):
+        j, k = (i + 1) % 3, (i + 2) % 3
+        dyk, dxk = (py[k] - py[j]) * inv_area, (px[k] - px[j]) * inv_area
+        rows_c.append(dyk * px[j] - dxk * py[j])
+        rows_a.append(-dyk)
+        rows_d.append(dxk)
+    for rows in (rows_c, rows_a, rows_d):  # the same affine form for 1/z = sum_i b_i / z_i
+        rows.append(rows[0] * inv_z[0] + rows[1] * inv_z[1] + rows[2] * inv_z[2])
+    coef = torch.stack(rows_c + rows_a + rows_d, dim=-1).view(n, 12)
     return _FaceSetup(
         coef=coef,
-        origin=torch.stack([ox, oy], dim=1),
-        tile=tile,
-        box_wh=torch.stack([box_w, box_h], dim=1),
-        z=zs.t().contiguous(),
-        front=front,
-        face_normals=face_normals,
+        origin=torch.stack([ox.view(n), oy.view(n)]),
+        tile=tile.view(n),
+        box_wh=torch.stack([box_w.view(n), box_h.view(n)]),
+        z=torch.stack(inv_z).view(3, n).reciprocal_(),
+        front=front.view(n),
+        face_normals=torch.stack([nx, ny, nz]).view(3, n),
         corner_ids=corner_ids,
     )
 
@@ -229,7 +240,7 @@ def _rasterise(
     key_parts: list[torch.Tensor] = []
     # pixel index of each face's anchor
     gid = torch.arange(setup.tile.numel(), device=device)
-    base = (gid // num_faces) * hw + setup.origin[:, 1] * width + setup.origin[:, 0]
+    base = (gid // num_faces) * hw + setup.origin[1] * width + setup.origin[0]
 
     # group faces by tile class with one sort: classes -1 (skip), 0 (ragged), 1, 2, 4, ...
     order = torch.argsort(setup.tile)
@@ -262,7 +273,7 @@ def _rasterise(
     # ragged path: exact bounding boxes of large faces, in chunks of about max_candidates
     if 0 in spans:
         sel_all = order[spans[0][0] : spans[0][1]]
-        counts_all = setup.box_wh[sel_all].prod(1)
+        counts_all = setup.box_wh[0, sel_all] * setup.box_wh[1, sel_all]
         cum = counts_all.cumsum(0)
         start = 0
         while start < sel_all.numel():
@@ -272,7 +283,7 @@ def _rasterise(
             counts = counts_all[start:stop]
             owner = torch.repeat_interleave(counts)  # (N,) local face of each candidate
             local = torch.arange(owner.numel(), device=device) - (counts.cumsum(0) - counts)[owner]
-            box_w = setup.box_wh[sel, 0][owner]
+            box_w = setup.box_wh[0, sel][owner]
             dy = local // box_w
             dx = local - dy * box_w
             g = sel[owner]
@@ -290,12 +301,6 @@ def _rasterise(
     if pix_parts:
         keys.scatter_reduce_(0, torch.cat(pix_parts), torch.cat(key_parts), reduce="amin", include_self=True)
     return keys
-
-
-def _normalise_rows(vec: torch.Tensor) -> torch.Tensor:
-    """(M, 3) -> unit rows (a hand-written norm: much faster than ``norm(dim=...)`` on CPU)."""
-    length = (vec[:, 0] * vec[:, 0] + vec[:, 1] * vec[:, 1] + vec[:, 2] * vec[:, 2]).sqrt()
-    return vec / length.clamp(min=1e-12)[:, None]
 
 
 def _shade(
@@ -317,31 +322,36 @@ def _shade(
     rem = pix % hw
     y = rem // width
     x = rem - y * width
-    origin = setup.origin.index_select(0, g)
-    dx = (x - origin[:, 0]).float()[:, None]
-    dy = (y - origin[:, 1]).float()[:, None]
+    dx = (x - setup.origin[0].index_select(0, g)).float()[:, None]
+    dy = (y - setup.origin[1].index_select(0, g)).float()[:, None]
     cf = setup.coef.index_select(0, g)  # (M, 12)
-    bary = (cf[:, 0:3] + cf[:, 4:7] * dx + cf[:, 8:11] * dy).clamp(min=0)  # (M, 3 corners)
-    persp = bary / setup.z.index_select(0, g)  # perspective-correct weights
-    persp = (persp / persp.sum(1, keepdim=True).clamp(min=1e-30))[:, :, None]  # (M, 3, 1)
+    bary = (cf[:, 0:3] + cf[:, 4:7] * dx + cf[:, 8:11] * dy).clamp_(min=0).t()  # (3 corners, M)
+    # perspective-correct weights: screen-space barycentrics divided by depth, renormalised
+    w = [bary[i] / setup.z[i].index_select(0, g) for i in range(3)]
+    total = (w[0] + w[1] + w[2]).clamp_(min=1e-30)
+    w = [wi / total for wi in w]
+    vid = [setup.corner_ids[i].index_select(0, g) for i in range(3)]
 
-    vid = setup.corner_ids.index_select(0, g).view(-1)  # (M * 3 corners,)
+    def interpolate(per_vertex: torch.Tensor) -> list[torch.Tensor]:  # (3, batch*verts) -> 3 x (M,)
+        return [sum(w[i] * per_vertex[c].index_select(0, vid[i]) for i in range(3)) for c in range(3)]
+
     if shading == "smooth":
-        vn = torch.zeros((batch * num_verts, 3), dtype=torch.float32, device=pix.device)
-        fn = setup.face_normals[:, None, :].expand(-1, 3, 3).reshape(-1, 3)
-        vn.index_add_(0, setup.corner_ids.view(-1), fn)
-        normals = (vn.index_select(0, vid).view(-1, 3, 3) * persp).sum(1)  # (M, 3 xyz)
+        fn = setup.face_normals  # (3, n)
+        vn = torch.zeros((3, batch * num_verts), dtype=torch.float32, device=pix.device)
+        vn.scatter_add_(1, setup.corner_ids.view(1, -1).expand(3, -1), fn.repeat(1, 3))
+        nx, ny, nz = interpolate(vn)
     else:
-        normals = setup.face_normals.index_select(0, g)
+        nx, ny, nz = (setup.face_normals[c].index_select(0, g) for c in range(3))
     # two-sided lighting: back faces get their normal flipped towards the camera
-    normals = torch.where(setup.front[g, None], normals, -normals)
-    intensity = ambient + diffuse * (_normalise_rows(normals) @ light).clamp(min=0)  # (M,)
+    lx, ly, lz = light.tolist()
+    sign = torch.where(setup.front.index_select(0, g), 1.0, -1.0)
+    cos = (nx * lx + ny * ly + nz * lz) * sign / (nx * nx + ny * ny + nz * nz).sqrt_().clamp_(min=1e-12)
+    intensity = (cos.clamp_(min=0) * diffuse + ambient) * 255.0
     if colors is None:
-        albedo = torch.tensor(DEFAULT_MESH_COLOR, dtype=torch.float32, device=pix.device)
+        rgb = [intensity * c for c in DEFAULT_MESH_COLOR]
     else:
-        albedo = (colors.reshape(-1, 3).index_select(0, vid).view(-1, 3, 3) * persp).sum(1)  # (M, 3)
-    out = albedo * (intensity * 255.0)[:, None]
-    return out.round().clamp(0, 255).to(torch.uint8)
+        rgb = [intensity * ch for ch in interpolate(colors)]
+    return torch.stack(rgb, dim=1).round_().clamp_(0, 255).to(torch.uint8)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -430,6 +440,7 @@ def render_batch(
         )
         if is_uint8:
             colors = colors / 255.0
+        colors = colors.reshape(-1, 3).t().contiguous()  # (3 rgb, batch * verts)
 
     if background is None:
         rgb = torch.zeros((batch, height, width, 3), dtype=torch.uint8, device=device)
