@@ -52,6 +52,7 @@ Sets and sources of their orders:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, Mapping
@@ -356,12 +357,13 @@ def flip_pairs(name: str) -> tuple[tuple[int, int], ...]:
 
 @dataclass(frozen=True)
 class _GatherPlan:
-    vertex_ids: np.ndarray  # (Nv,)
-    regressor_rows: tuple[tuple[str, np.ndarray], ...]  # per regressor name, its rows
-    pool_index: np.ndarray  # (N, S) indices into the pool
-    pool_weight: np.ndarray  # (N, S) averaging weights (0 for padding)
+    vertex_ids: tuple[int, ...]  # (Nv,)
+    regressor_rows: tuple[tuple[str, tuple[int, ...]], ...]  # per regressor name, its rows
+    pool_index: tuple[tuple[int, ...], ...]  # (N, S) indices into the pool
+    pool_weight: tuple[tuple[float, ...], ...]  # (N, S) averaging weights (0 for padding)
 
 
+@functools.lru_cache(maxsize=64)
 def _plan(recipe: Recipe, num_output_joints: int) -> _GatherPlan:
     vertex_ids: list[int] = []
     reg_rows: dict[str, list[int]] = {}
@@ -396,10 +398,10 @@ def _plan(recipe: Recipe, num_output_joints: int) -> _GatherPlan:
             index[n, k] = pos
             weight[n, k] = 1.0 / len(entry)
     return _GatherPlan(
-        np.asarray(vertex_ids, dtype=np.int64),
-        tuple((name, np.asarray(rows, dtype=np.int64)) for name, rows in reg_rows.items()),
-        index,
-        weight,
+        tuple(vertex_ids),
+        tuple((name, tuple(rows)) for name, rows in reg_rows.items()),
+        tuple(map(tuple, index.tolist())),
+        tuple(map(tuple, weight.tolist())),
     )
 
 
@@ -426,22 +428,22 @@ def gather_joints(
         raise ValueError(
             f"vertices must have shape (batch, V, 3) with batch {joints.shape[0]}, got {tuple(vertices.shape)}"
         )
-    plan = _plan(recipe, joints.shape[1])
+    plan = _plan(tuple(recipe), int(joints.shape[1]))
     pool = [joints]
     device = joints.device
-    if plan.vertex_ids.size:
-        if int(plan.vertex_ids.max()) >= vertices.shape[1]:
+    if plan.vertex_ids:
+        if max(plan.vertex_ids) >= vertices.shape[1]:
             raise ValueError(
-                f"recipe needs vertex {int(plan.vertex_ids.max())} but the mesh has {vertices.shape[1]} vertices"
+                f"recipe needs vertex {max(plan.vertex_ids)} but the mesh has {vertices.shape[1]} vertices"
             )
-        pool.append(vertices[:, torch.as_tensor(plan.vertex_ids, device=device)])
+        pool.append(vertices[:, torch.tensor(plan.vertex_ids, device=device)])
     for reg_name, rows in plan.regressor_rows:
         if regressors is None or reg_name not in regressors:
             raise ValueError(f"recipe needs the {reg_name!r} regressor, which this model does not have")
         matrix = regressors[reg_name].to(device=device, dtype=vertices.dtype)
-        pool.append(torch.einsum("rv,bvc->brc", matrix[torch.as_tensor(rows, device=device)], vertices))
+        pool.append(torch.einsum("rv,bvc->brc", matrix[torch.tensor(rows, device=device)], vertices))
     stacked = torch.cat(pool, dim=1)  # (B, P, 3)
-    index = torch.as_tensor(plan.pool_index, device=device)
-    weight = torch.as_tensor(plan.pool_weight, device=device, dtype=joints.dtype)
+    index = torch.tensor(plan.pool_index, device=device)
+    weight = torch.tensor(plan.pool_weight, device=device, dtype=joints.dtype)
     picked = stacked[:, index]  # (B, N, S, 3)
     return (picked * weight[None, :, :, None]).sum(dim=2)
