@@ -86,7 +86,8 @@ def test_lookup_order(dirs: dict[str, Path], fake_standin: list[Path], monkeypat
     # 4. then the stand-in, generated on demand into the cache dir
     found = find_model_file("smplx", gender="male", config=cfg)
     assert found.source == "standin"
-    assert found.path == (dirs["cache"] / "standin" / "smplx" / "SMPLX_MALE.npz").resolve()
+    assert found.path.is_relative_to((dirs["cache"] / "standin").resolve())
+    assert found.path.parts[-2:] == ("smplx", "SMPLX_MALE.npz")
     assert len(fake_standin) == 1
     # generated once, then reused
     assert find_model_file("mano", is_rhand=False, config=cfg).path.name == "MANO_LEFT.pkl"

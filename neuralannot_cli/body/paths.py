@@ -8,7 +8,7 @@ neuralannot. :func:`find_model_file` looks for them in this order (first hit win
 3. the user data directory ``platformdirs.user_data_dir("neuralannot")/body_models``;
 4. the deterministic *stand-in* (random arrays in the official formats, see
    :mod:`neuralannot_cli.body.standin`), generated on demand into
-   ``platformdirs.user_cache_dir("neuralannot")/standin``. Its use is announced once per process on
+   ``platformdirs.user_cache_dir("neuralannot")/standin/<generator hash>``. Its use is announced once per process on
    stderr: results computed with it are NOT real SMPL-X/MANO/FLAME results.
 
 An explicit argument or environment variable that points at a directory lacking the file is an error
@@ -213,7 +213,7 @@ def find_model_file(
         raise FileNotFoundError(
             _missing_message(model_type, names, f"the user data directory {user_dir} ({ENV_VAR} unset)")
         )
-    standin_dir = ensure_standin(config.resolved_cache_dir() / "standin")
+    standin_dir = ensure_standin(config.resolved_cache_dir() / "standin" / _standin_generator_key())
     found = _search_dir(standin_dir, names)
     if found is None:  # pragma: no cover - the generator writes every file
         raise FileNotFoundError(_missing_message(model_type, names, f"the stand-in directory {standin_dir}"))
@@ -237,6 +237,18 @@ def _warn_standin_once(model_type: str, name: str, user_dir: Path, used: Path) -
         f"(This warning is printed once per process.)\n{bar}",
         file=sys.stderr,
     )
+
+
+def _standin_generator_key() -> str:
+    """Short hash of the generator's source, so a changed generator never reuses stale files."""
+    import hashlib
+
+    from neuralannot_cli.body import standin
+
+    source = getattr(standin, "__file__", None)
+    if not source or not Path(source).is_file():
+        return "unversioned"
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest()[:12]
 
 
 def ensure_standin(directory: Path, *, seed: int = 0) -> Path:
