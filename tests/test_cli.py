@@ -1,0 +1,72 @@
+"""The CLI skeleton: help lists the subcommands, unbuilt ones exit 2 naming their issue, models group works."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from neuralannot_cli.cli.main import app
+
+runner = CliRunner(env={"COLUMNS": "250"})
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def test_help_lists_subcommands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    out = _plain(result.output)
+    for name in ("train", "annotate", "fit-face", "integrate", "evaluate", "models"):
+        assert re.search(rf"^\W*{re.escape(name)}\b", out, flags=re.M), f"{name} missing from --help:\n{out}"
+
+
+@pytest.mark.parametrize(
+    "argv, issue",
+    [
+        (["train", "--part", "body"], 4),
+        (["annotate", "x.json"], 4),
+        (["fit-face", "x.json"], 5),
+        (["integrate", "--body", "b.json"], 5),
+        (["evaluate", "direct", "p.json"], 6),
+    ],
+)
+def test_unbuilt_commands_exit_2_and_name_their_issue(argv, issue):
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert f"issue #{issue}" in _plain(result.output)
+
+
+def test_models_make_standin_and_check(tmp_path):
+    result = runner.invoke(app, ["models", "make-standin", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m" / "smplx" / "SMPLX_NEUTRAL.npz").is_file()
+    assert (tmp_path / "m" / "mano" / "MANO_RIGHT.pkl").is_file()
+    result = runner.invoke(app, ["models", "check", "--model-dir", str(tmp_path / "m")])
+    out = _plain(result.output)
+    assert result.exit_code == 0, out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 8}
+    assert "10475" in rows["smplx (neutral)"] and "│ 55 " in rows["smplx (neutral)"].replace("  ", " ")
+    assert "778" in rows["mano (right)"] and "778" in rows["mano (left)"]
+    assert "5023" in rows["flame"]
+    assert "STAND-IN" in out
+
+
+def test_models_check_missing_dir_fails_with_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["models", "check", "--model-dir", str(empty)])
+    assert result.exit_code == 1
+    assert "SMPLX_NEUTRAL" in _plain(result.output)
+    assert "Traceback" not in result.output
+
+
+def test_console_script_runs_as_module():
+    proc = subprocess.run([sys.executable, "-m", "neuralannot_cli", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "fit-face" in proc.stdout
