@@ -50,6 +50,7 @@ DEFAULT_MESH_COLOR: tuple[float, float, float] = (0.65, 0.74, 0.86)
 """Default mesh albedo (RGB in [0, 1]), a light blue-grey."""
 
 _MAX_TILE = 16  # largest square tile (pixels per side) handled by the broadcast path
+_PIXELS_PER_PASS = 1 << 19  # batch images rasterised together (8 at 256 x 256)
 _EDGE_EPS = 1e-6  # barycentric slack so that shared edges leave no cracks under float32 rounding
 _EMPTY_KEY = torch.iinfo(torch.int64).max
 _INT32_MAX = 0x7FFFFFFF
@@ -224,6 +225,33 @@ def _setup_faces(
     )
 
 
+def _where_ge(values: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Indices ``(K,)`` int64 where the 1D tensor ``values >= threshold``.
+
+    On CPU this goes through numpy: torch's CPU comparison and ``nonzero`` are several times slower
+    than numpy's vectorised ones, and this is the rasteriser's hot spot.
+    """
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(values.numpy() >= threshold))
+    return (values >= threshold).nonzero().squeeze(1)
+
+
+def _where_lt(values: torch.Tensor, threshold: int) -> torch.Tensor:
+    """Indices ``(K,)`` int64 where the 1D tensor ``values < threshold`` (see :func:`_where_ge`)."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(values.numpy() < threshold))
+    return (values < threshold).nonzero().squeeze(1)
+
+
+def _group_by_tile(tile: torch.Tensor) -> dict[int, torch.Tensor]:
+    """``{tile class: face ids (int64)}`` for the classes present, skipping -1 (not drawn)."""
+    if tile.device.type == "cpu":
+        t = tile.numpy()
+        present = np.flatnonzero(np.bincount(t + 1)) - 1
+        return {int(k): torch.from_numpy(np.flatnonzero(t == k)) for k in present if k >= 0}
+    return {int(k): (tile == k).nonzero().squeeze(1) for k in torch.unique(tile).tolist() if k >= 0}
+
+
 def _pack_keys(inv_z: torch.Tensor, face_ids: torch.Tensor) -> torch.Tensor:
     """int64 keys ordered by depth (nearest = smallest), ties broken by the lower face id."""
     bits = inv_z.contiguous().view(torch.int32).long()  # monotonic in inv_z for positive floats
@@ -243,13 +271,10 @@ def _rasterise(
     base = (gid // num_faces) * hw + setup.origin[1] * width + setup.origin[0]
 
     # group faces by tile class with one sort: classes -1 (skip), 0 (ragged), 1, 2, 4, ...
-    order = torch.argsort(setup.tile)
-    classes, counts = torch.unique_consecutive(setup.tile[order], return_counts=True)
-    ends = torch.cumsum(counts, 0)
-    spans = {k: (e - c, e) for k, c, e in zip(classes.tolist(), counts.tolist(), ends.tolist())}
-
-    for k in sorted(c for c in spans if c > 0):
-        sel_all = order[spans[k][0] : spans[k][1]]
+    classes = _group_by_tile(setup.tile)
+    for k, sel_all in classes.items():
+        if k == 0:
+            continue
         log2k = k.bit_length() - 1
         offs = torch.arange(k, device=device, dtype=torch.float32)
         per_chunk = max(1, max_candidates // (k * k))
@@ -258,8 +283,7 @@ def _rasterise(
             # faces innermost: (value, y, x, face) keeps the broadcasts contiguous and vectorised
             cf = setup.coef.index_select(0, sel).t().contiguous()[:, None, None, :]  # (12, 1, 1, m)
             vals = (cf[0:4] + cf[4:8] * offs[:, None]) + cf[8:12] * offs[:, None, None]  # (4, ky, kx, m)
-            inside = torch.minimum(torch.minimum(vals[0], vals[1]), vals[2]) >= -_EDGE_EPS
-            idx = inside.view(-1).nonzero().squeeze(1)
+            idx = _where_ge(torch.minimum(torch.minimum(vals[0], vals[1]), vals[2]).view(-1), -_EDGE_EPS)
             if idx.numel() == 0:
                 continue
             m = sel.numel()
@@ -271,8 +295,8 @@ def _rasterise(
             key_parts.append(_pack_keys(vals[3].reshape(-1)[idx], g % num_faces))
 
     # ragged path: exact bounding boxes of large faces, in chunks of about max_candidates
-    if 0 in spans:
-        sel_all = order[spans[0][0] : spans[0][1]]
+    if 0 in classes:
+        sel_all = classes[0]
         counts_all = setup.box_wh[0, sel_all] * setup.box_wh[1, sel_all]
         cum = counts_all.cumsum(0)
         start = 0
@@ -289,8 +313,7 @@ def _rasterise(
             g = sel[owner]
             cf = setup.coef.index_select(0, g).t().contiguous()  # (12, N)
             vals = cf[0:4] + cf[4:8] * dx.float() + cf[8:12] * dy.float()
-            inside = torch.minimum(torch.minimum(vals[0], vals[1]), vals[2]) >= -_EDGE_EPS
-            idx = inside.nonzero().squeeze(1)
+            idx = _where_ge(torch.minimum(torch.minimum(vals[0], vals[1]), vals[2]), -_EDGE_EPS)
             if idx.numel() > 0:
                 gi = g[idx]
                 pix_parts.append(base[gi] + dy[idx] * width + dx[idx])
@@ -440,7 +463,6 @@ def render_batch(
         )
         if is_uint8:
             colors = colors / 255.0
-        colors = colors.reshape(-1, 3).t().contiguous()  # (3 rgb, batch * verts)
 
     if background is None:
         rgb = torch.zeros((batch, height, width, 3), dtype=torch.uint8, device=device)
@@ -460,21 +482,30 @@ def render_batch(
     hw = height * width
     depth = torch.full((batch * hw,), float("inf"), dtype=torch.float32, device=device)
     face_index = torch.full((batch * hw,), -1, dtype=torch.int64, device=device)
-    if num_faces > 0:
+    # images are rasterised a few at a time so that the candidate arrays stay cache-sized
+    per_pass = max(1, _PIXELS_PER_PASS // hw)
+    for b0 in range(0, batch if num_faces > 0 else 0, per_pass):
+        b1 = min(batch, b0 + per_pass)
+        nb = b1 - b0
         with torch.no_grad():
-            setup = _setup_faces(verts, faces_t, focal, princpt, height, width, near, cull_backfaces)
-            keys = _rasterise(setup, num_faces, batch, height, width, max_candidates)
-            pix = (keys != _EMPTY_KEY).nonzero().squeeze(1)
-            if pix.numel() > 0:
-                k = keys[pix]
-                f = k & _FACE_BITS
-                inv_z = (_INT32_MAX - (k >> 32)).int().view(torch.float32)
-                depth[pix] = 1.0 / inv_z
-                face_index[pix] = f
-                g = (pix // hw) * num_faces + f
-                rgb.view(batch * hw, 3)[pix] = _shade(
-                    setup, num_verts, batch, pix, g, width, hw, light, ambient, diffuse, shading, colors
-                )
+            setup = _setup_faces(verts[b0:b1], faces_t, focal[b0:b1], princpt[b0:b1], height, width, near, cull_backfaces)
+            keys = _rasterise(setup, num_faces, nb, height, width, max_candidates)
+            pix = _where_lt(keys, _EMPTY_KEY)
+            if pix.numel() == 0:
+                continue
+            k = keys[pix]
+            f = k & _FACE_BITS
+            inv_z = (_INT32_MAX - (k >> 32)).int().view(torch.float32)
+            out = pix + b0 * hw
+            depth[out] = 1.0 / inv_z
+            face_index[out] = f
+            chunk_colors = None
+            if colors is not None:
+                chunk_colors = colors[b0:b1].reshape(-1, 3).t().contiguous()  # (3 rgb, nb * verts)
+            g = (pix // hw) * num_faces + f
+            rgb.view(batch * hw, 3)[out] = _shade(
+                setup, num_verts, nb, pix, g, width, hw, light, ambient, diffuse, shading, chunk_colors
+            )
 
     shape = (batch, height, width)
     return RenderResult(

@@ -300,7 +300,7 @@ def test_vertex_colours_are_interpolated_perspective_correctly():
     assert res.depth[v, u] == pytest.approx((bary @ verts)[2], rel=1e-5)
 
 
-def test_batch_matches_single_and_chunking():
+def test_batch_matches_single_and_chunking(monkeypatch):
     rng = np.random.default_rng(1)
     verts_obj, faces = uv_sphere(12, 20, 0.4)
     batch = np.stack([verts_obj + np.array([rng.uniform(-0.3, 0.3), rng.uniform(-0.2, 0.2), 2.0 + i]) for i in range(3)])
@@ -308,6 +308,14 @@ def test_batch_matches_single_and_chunking():
     out = render_batch(torch.tensor(batch, dtype=torch.float32), faces, focal, PRINCPT, HW)
     assert out.mask.shape == (3, *HW) and out.rgb.shape == (3, *HW, 3)
     tiny = render_batch(batch, faces, focal, PRINCPT, HW, max_candidates=64)  # many chunks
+    import neuralannot_cli.render as render_module
+
+    monkeypatch.setattr(render_module, "_PIXELS_PER_PASS", HW[0] * HW[1] * 2)  # passes of 2 + 1 images
+    passes = render_batch(batch, faces, focal, PRINCPT, HW, vertex_colors=np.full((len(verts_obj), 3), 0.5))
+    monkeypatch.undo()
+    one_pass = render_batch(batch, faces, focal, PRINCPT, HW, vertex_colors=np.full((len(verts_obj), 3), 0.5))
+    for field in ("rgb", "depth", "mask", "face_index"):
+        np.testing.assert_array_equal(getattr(passes, field), getattr(one_pass, field))
     for i, single in enumerate(out.unbind()):
         ref = render_mesh(batch[i], faces, focal[i], PRINCPT, HW)
         for field in ("rgb", "depth", "mask", "face_index"):
