@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from neuralannot_cli import __version__
-from neuralannot_cli.cli import annotate, evaluate, fit_face, integrate, models, train
+from neuralannot_cli.cli import annotate, evaluate, fit_face, integrate, models, synth, train
 
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -40,6 +40,7 @@ app.command("fit-face", context_settings=_PASSTHROUGH)(fit_face.fit_face)
 app.command("integrate", context_settings=_PASSTHROUGH)(integrate.integrate)
 app.command("evaluate", context_settings=_PASSTHROUGH)(evaluate.evaluate)
 app.add_typer(models.app, name="models")
+app.command("synth")(synth.synth)
 
 
 def main() -> None:  # pragma: no cover - console entry alias
