@@ -35,6 +35,13 @@ Shape spaces use the SMPL-X v1.0 / FLAME-2019 "10 shape + 10 expression" layout 
 Shape component 0 changes height by ~7 cm per unit; the others change girth, shoulder width, leg
 and arm length, head size, hip width, chest depth, hand size and neck length. Expression components
 move face vertices only. Pose correctives (``posedirs``) are all zero.
+
+Hand PCA (``hands_components*``, 45 x 45, rows are components) and ``hands_mean*`` come from hand
+poses sampled with curl / spread / thumb opposition within joint limits (``seed`` picks the sample);
+the left-hand arrays are the x-mirror of the right-hand ones (axis-angle * (1, -1, -1)).
+``MANO_LEFT.pkl`` is the exact mirror of ``MANO_RIGHT.pkl`` (x flipped, faces flipped); unlike the
+official file its ``shapedirs[:, 0, :]`` already has the mirrored sign (smplx issue #48), so the
+usual "negate when left and right are equal" fix leaves it alone.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -362,8 +370,8 @@ class _Mesh:
 # head (shared by SMPL-X and FLAME); coordinates of the SMPL-X template
 
 
-_HEAD = dict(yc=0.305, ry=0.117, rx=0.074, rz=0.097, zc=0.012, neck_rx=0.05, neck_rz=0.055,
-             neck_zc=-0.008, y_mouth=0.2555, y_eye=0.313, phi_eye=0.45)
+_HEAD = MappingProxyType(dict(yc=0.305, ry=0.117, rx=0.074, rz=0.097, zc=0.012, neck_rx=0.05, neck_rz=0.055,
+             neck_zc=-0.008, y_mouth=0.2555, y_eye=0.313, phi_eye=0.45))
 
 
 def _head_profile(y):
@@ -512,32 +520,44 @@ def _dynamic_landmark_targets():
 
 
 def _embed(verts, faces, cand_faces, targets):
-    """Face index and barycentric coordinates of the surface point nearest each target."""
-    targets = np.asarray(targets).reshape(-1, 3)
+    """Face index and barycentric coordinates of the surface point nearest each target.
+
+    Candidates are the faces around the 3 vertices nearest to the target; the target is projected
+    onto each candidate's plane, its barycentric coordinates clipped to the triangle, and the face
+    with the smallest reconstruction error wins."""
+    targets = np.asarray(targets, dtype=np.float64).reshape(-1, 3)
+    cand_faces = np.asarray(cand_faces, dtype=np.int64)
     cf = faces[cand_faces]
     cand_v = np.unique(cf)
-    vf = {}
-    for fi, tri in zip(cand_faces, cf):
-        for v in tri:
-            vf.setdefault(int(v), []).append(int(fi))
-    idx = np.empty(len(targets), dtype=np.int64)
-    bary = np.empty((len(targets), 3))
-    for i, t in enumerate(targets):
-        near = cand_v[np.argsort(np.linalg.norm(verts[cand_v] - t, axis=1))[:3]]
-        best = None
-        for v in near:
-            for fi in vf[int(v)]:
-                a, b, c = verts[faces[fi]]
-                m = np.stack([b - a, c - a], 1)
-                uv, *_ = np.linalg.lstsq(m, t - a, rcond=None)
-                w = np.array([1.0 - uv.sum(), uv[0], uv[1]])
-                w = np.clip(w, 0.0, None)
-                w /= w.sum()
-                err = np.linalg.norm(w @ verts[faces[fi]] - t)
-                if best is None or err < best[0] - 1e-12:
-                    best = (err, fi, w)
-        idx[i], bary[i] = best[1], best[2]
-    return idx, bary
+    # vertex -> incident candidate faces, padded with -1
+    inc = [[] for _ in range(len(cand_v))]
+    pos = np.searchsorted(cand_v, cf)
+    for fi, row in zip(cand_faces.tolist(), pos.tolist()):
+        for r in row:
+            inc[r].append(fi)
+    width = max(len(x) for x in inc)
+    table = np.full((len(cand_v), width), -1, dtype=np.int64)
+    for r, x in enumerate(inc):
+        table[r, :len(x)] = x
+    d2 = ((targets[:, None, :] - verts[cand_v][None]) ** 2).sum(-1)
+    near = np.argsort(d2, axis=1, kind="stable")[:, :3]
+    cands = table[near].reshape(len(targets), -1)  # (T, 3 * width)
+    valid = cands >= 0
+    tri = verts[faces[np.where(valid, cands, cand_faces[0])]]  # (T, C, 3, 3)
+    a, b, c = tri[:, :, 0], tri[:, :, 1], tri[:, :, 2]
+    v0, v1, v2 = b - a, c - a, targets[:, None] - a
+    d00, d01, d11 = (v0 * v0).sum(-1), (v0 * v1).sum(-1), (v1 * v1).sum(-1)
+    d20, d21 = (v2 * v0).sum(-1), (v2 * v1).sum(-1)
+    den = np.maximum(d00 * d11 - d01 * d01, 1e-30)
+    wv = (d11 * d20 - d01 * d21) / den
+    ww = (d00 * d21 - d01 * d20) / den
+    bary = np.clip(np.stack([1.0 - wv - ww, wv, ww], -1), 0.0, None)
+    bary /= bary.sum(-1, keepdims=True)
+    err = np.linalg.norm((bary[..., None] * tri).sum(-2) - targets[:, None], axis=-1)
+    err = np.where(valid, err, np.inf)
+    best = np.argmin(err, axis=1)
+    rows = np.arange(len(targets))
+    return cands[rows, best], bary[rows, best]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1117,21 +1137,21 @@ def _build_mano_left(seed):
     inv[order] = np.arange(n)
     comps, mean, coeffs = _hand_pca(seed)
     data = {
-        "v_template": v0[order],
+        "v_template": v0[order].astype(np.float32),
         "f": inv[faces].astype(np.uint32),
-        "shapedirs": shapedirs[order],
-        "posedirs": np.zeros((n, 3, 135)),
-        "J_regressor": jreg[:, order],
-        "weights": (mesh.weights / mesh.weights.sum(1, keepdims=True))[order],
+        "shapedirs": shapedirs[order].astype(np.float32),
+        "posedirs": np.zeros((n, 3, 135), dtype=np.float32),
+        "J_regressor": jreg[:, order].astype(np.float32),
+        "weights": (mesh.weights / mesh.weights.sum(1, keepdims=True))[order].astype(np.float32),
         "kintree_table": np.stack([np.array(MANO_PARENTS), np.arange(16)]).astype(np.int64),
         "hands_components": _mirror_pose(comps),
         "hands_mean": _mirror_pose(mean),
-        "hands_coeffs": coeffs,
+        "hands_coeffs": coeffs.astype(np.float32),
         "bs_style": "lbs",
         "bs_type": "lrotmin",
         STANDIN_MARKER_KEY: np.array(_MARKER_VALUE),
     }
-    data["J"] = data["J_regressor"] @ data["v_template"]
+    data["J"] = (jreg[:, order] @ v0[order]).astype(np.float32)
     _check_counts("MANO", data, _N_MANO_V, _N_MANO_F)
     return data, (comps, mean, coeffs)
 
@@ -1139,7 +1159,7 @@ def _build_mano_left(seed):
 def _mirror_mano(data):
     """Left MANO data -> right MANO data (x flipped, faces flipped, poses mirrored)."""
     out = dict(data)
-    m = np.array([-1.0, 1.0, 1.0])
+    m = np.array([-1.0, 1.0, 1.0], dtype=np.float32)
     out["v_template"] = data["v_template"] * m
     out["shapedirs"] = data["shapedirs"] * m[None, :, None]
     out["f"] = data["f"][:, [0, 2, 1]]
@@ -1220,18 +1240,18 @@ def _build_flame(seed):
     dyn_idx, dyn_bary = _embed(v_head, faces, hf, _dynamic_landmark_targets().reshape(-1, 3))
     v = v_head + _FLAME_OFFSET
     data = {
-        "v_template": v,
+        "v_template": v.astype(np.float32),
         "f": faces.astype(np.uint32),
-        "shapedirs": shapedirs,
-        "posedirs": np.zeros((n, 3, 36)),
-        "J_regressor": jreg,
-        "weights": weights / weights.sum(1, keepdims=True),
+        "shapedirs": shapedirs.astype(np.float32),
+        "posedirs": np.zeros((n, 3, 36), dtype=np.float32),
+        "J_regressor": jreg.astype(np.float32),
+        "weights": (weights / weights.sum(1, keepdims=True)).astype(np.float32),
         "kintree_table": np.stack([np.array(FLAME_PARENTS), np.arange(5)]).astype(np.int64),
         "bs_style": "lbs",
         "bs_type": "lrotmin",
         STANDIN_MARKER_KEY: np.array(_MARKER_VALUE),
     }
-    data["J"] = jreg @ v
+    data["J"] = (jreg @ v).astype(np.float32)
     _check_counts("FLAME", data, _N_FLAME_V, _N_FLAME_F)
     static = {"lmk_face_idx": lmk_idx.astype(np.uint32), "lmk_b_coords": lmk_bary,
               STANDIN_MARKER_KEY: _MARKER_VALUE}
@@ -1251,6 +1271,7 @@ def _atomic_write(path: Path, payload: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
