@@ -73,6 +73,8 @@ def test_layout_and_markers(standin):
         "flame_female": "flame/FLAME_FEMALE.pkl",
         "flame_static_embedding": "flame/flame_static_embedding.pkl",
         "flame_dynamic_embedding": "flame/flame_dynamic_embedding.npy",
+        "smplx_mano_vertex_ids": "smplx/MANO_SMPLX_vertex_ids.pkl",
+        "smplx_flame_vertex_ids": "smplx/SMPL-X__FLAME_vertex_ids.npy",
     }
     assert {k: p.relative_to(root).as_posix() for k, p in paths.items()} == expected
     assert not list(root.rglob("*.tmp"))
@@ -509,3 +511,31 @@ def test_flame_embedding_files(standin):
     for b in (s["lmk_b_coords"], dyn["lmk_b_coords"]):
         np.testing.assert_allclose(b.sum(-1), 1.0, atol=1e-6)
         assert (b >= 0).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# SMPL-X <-> MANO / FLAME correspondences
+
+
+def test_mano_and_flame_vertex_ids_land_on_the_smplx_hands_and_face(standin, smplx_flat, flame):
+    root, paths = standin
+    v, j = _run(smplx_flat)
+    with open(paths["smplx_mano_vertex_ids"], "rb") as fh:
+        hands = pickle.load(fh, encoding="latin1")
+    mano_l = _mano(root, False, flat_hand_mean=True)
+    vm, jm = _run(mano_l)
+    for key, wrist, sgn in (("left_hand", "left_wrist", 1.0), ("right_hand", "right_wrist", -1.0)):
+        ids = np.asarray(hands[key])
+        assert ids.shape == (778,) and len(np.unique(ids)) > 300
+        # MANO left moved to the SMPL-X wrist (mirrored for the right hand) matches the SMPL-X hand
+        src = (vm - jm[0]) * [sgn, 1.0, 1.0] + j[J[wrist]]
+        assert np.linalg.norm(v[ids] - src, axis=1).mean() < 0.006, key
+        assert (sgn * (v[ids, 0] - j[J[wrist], 0]) > -0.02).all()
+    face = np.load(paths["smplx_flame_vertex_ids"])
+    assert face.shape == (5023,) and np.issubdtype(face.dtype, np.integer)
+    vf, _ = _run(flame)
+    # same head geometry up to a translation: align by the mean and compare
+    mapped = v[face]
+    off = (mapped - vf).mean(0)
+    assert np.linalg.norm(mapped - vf - off, axis=1).mean() < 0.005
+    assert np.linalg.norm(mapped - j[J["head"]], axis=1).max() < 0.25

@@ -10,6 +10,8 @@ Layout written by :func:`make_standin` (the layout users keep the real files in,
 
     smplx/SMPLX_{NEUTRAL,MALE,FEMALE}.npz      10,475 vertices, 20,908 faces, 55 joints
     smplx/J_regressor_h36m_smplx.npy           (17, 10475) Human3.6M regressor (Hand4Whole / SMPLer-X name)
+    smplx/MANO_SMPLX_vertex_ids.pkl            MANO vertex -> SMPL-X vertex (nearest; many-to-one)
+    smplx/SMPL-X__FLAME_vertex_ids.npy         FLAME vertex -> SMPL-X vertex (nearest; many-to-one)
     mano/MANO_{RIGHT,LEFT}.pkl                 778 vertices, 1,538 faces, 16 joints (plain numpy pickles)
     flame/FLAME_{NEUTRAL,MALE,FEMALE}.pkl      5,023 vertices, 9,976 faces, 5 joints
     flame/flame_static_embedding.pkl           51 iBUG landmarks (points 17..67)
@@ -1016,8 +1018,11 @@ def _smplx_layout(seed):
         raise RuntimeError("stand-in landmark on a removed face")
     comps_r, mean_r, coeffs = _hand_pca(seed)
     expr = _expression_dirs(head.extra["phi_v"], head.extra["y_v"])
+    part_of = np.empty(n, dtype=object)
+    for name in mesh.parts:
+        part_of[mesh.part_vertex_ids(name)] = name
     return dict(
-        plan=mesh.plan, order=order, hid=hid, expr=expr,
+        plan=mesh.plan, order=order, hid=hid, expr=expr, part_of=part_of[order],
         shared={
             "f": inv[mesh.final_faces()].astype(np.uint32),
             "posedirs": np.zeros((n, 3, 486), dtype=np.float32),
@@ -1262,6 +1267,41 @@ def _build_flame(seed):
 
 
 # ----------------------------------------------------------------------------------------------
+# SMPL-X <-> MANO / FLAME vertex correspondences (Hand4Whole's MANO_SMPLX_vertex_ids.pkl and
+# SMPL-X__FLAME_vertex_ids.npy). The stand-in SMPL-X hand and head have their own resolution, so
+# each MANO / FLAME vertex maps to the *nearest* stand-in SMPL-X vertex of the same part (the map is
+# many-to-one, unlike the real files, but every index lies on the right body part).
+
+
+def _nearest_ids(src_pts, dst_pts, dst_ids):
+    d2 = ((src_pts[:, None, :] - dst_pts[None]) ** 2).sum(-1)
+    return dst_ids[np.argmin(d2, axis=1)]
+
+
+def _correspondences(layout, smplx_neutral, mano_left, flame):
+    v = smplx_neutral["v_template"].astype(np.float64)
+    jreg = smplx_neutral["J_regressor"].astype(np.float64)
+    part_of = layout["part_of"]
+    hand_parts = ("palm",) + _FINGERS
+    mano_v = mano_left["v_template"].astype(np.float64)
+    mano_wrist = mano_left["J_regressor"][0].astype(np.float64) @ mano_v
+    hands = {}
+    for s, name, wrist_joint, m in (("l", "left_hand", 20, 1.0), ("r", "right_hand", 21, -1.0)):
+        ids = np.flatnonzero(np.isin(part_of, [s + p for p in hand_parts]))
+        src = (mano_v - mano_wrist) * [m, 1.0, 1.0] + jreg[wrist_joint] @ v
+        hands[name] = _nearest_ids(src, v[ids], ids).astype(np.int64)
+    fv = flame["v_template"].astype(np.float64) - _FLAME_OFFSET
+    n_head = _N_FLAME_V - 2 * _flame_counts()[0] * _flame_counts()[1] - 4  # head part first
+    face = np.empty(_N_FLAME_V, dtype=np.int64)
+    head_ids = np.flatnonzero(part_of == "head")
+    face[:n_head] = _nearest_ids(fv[:n_head], v[head_ids], head_ids)
+    eye_ids = np.flatnonzero(np.isin(part_of, ["leye", "reye"]))
+    face[n_head:] = _nearest_ids(fv[n_head:], v[eye_ids], eye_ids)
+    hands[STANDIN_MARKER_KEY] = _MARKER_VALUE
+    return hands, face
+
+
+# ----------------------------------------------------------------------------------------------
 # writing
 
 
@@ -1303,7 +1343,9 @@ def make_standin(out_dir: str | Path, *, seed: int = 0) -> dict[str, Path]:
     the same ``seed`` on the same platform. ``seed`` drives the sampled hand poses behind the hand
     PCA. Logical names: ``smplx_neutral``, ``smplx_male``, ``smplx_female``, ``smplx_h36m_regressor``,
     ``mano_right``, ``mano_left``, ``flame_neutral``, ``flame_male``, ``flame_female``,
-    ``flame_static_embedding``, ``flame_dynamic_embedding``.
+    ``flame_static_embedding``, ``flame_dynamic_embedding``, ``smplx_mano_vertex_ids``
+    (``smplx/MANO_SMPLX_vertex_ids.pkl``: ``{"left_hand", "right_hand"}`` -> (778,) SMPL-X vertex ids)
+    and ``smplx_flame_vertex_ids`` (``smplx/SMPL-X__FLAME_vertex_ids.npy``: (5023,) SMPL-X vertex ids).
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"make_standin: seed must be a non-negative int, got {seed!r}")
@@ -1311,8 +1353,10 @@ def make_standin(out_dir: str | Path, *, seed: int = 0) -> dict[str, Path]:
     out: dict[str, Path] = {}
     layout = _smplx_layout(seed)
     h36m = layout["h36m"]
+    smplx_neutral = None
     for gender in ("neutral", "male", "female"):
         data = _build_smplx(gender, layout)
+        smplx_neutral = data if smplx_neutral is None else smplx_neutral
         p = root / "smplx" / f"SMPLX_{gender.upper()}.npz"
         _atomic_write(p, _npz_bytes(data))
         out[f"smplx_{gender}"] = p
@@ -1341,4 +1385,12 @@ def make_standin(out_dir: str | Path, *, seed: int = 0) -> dict[str, Path]:
     p = root / "flame" / "flame_dynamic_embedding.npy"
     _atomic_write(p, _npy_bytes(dyn))
     out["flame_dynamic_embedding"] = p
+
+    hands, face = _correspondences(layout, smplx_neutral, left, flame)
+    p = root / "smplx" / "MANO_SMPLX_vertex_ids.pkl"
+    _atomic_write(p, _pkl_bytes(hands))
+    out["smplx_mano_vertex_ids"] = p
+    p = root / "smplx" / "SMPL-X__FLAME_vertex_ids.npy"
+    _atomic_write(p, _npy_bytes(face))
+    out["smplx_flame_vertex_ids"] = p
     return out
