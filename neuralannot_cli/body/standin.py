@@ -521,6 +521,11 @@ def _dynamic_landmark_targets():
     return out
 
 
+def _sq_dists(a, b):
+    """(len(a), len(b)) squared distances without a (len(a), len(b), 3) temporary."""
+    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2.0 * (a @ b.T), 0.0)
+
+
 def _embed(verts, faces, cand_faces, targets):
     """Face index and barycentric coordinates of the surface point nearest each target.
 
@@ -541,8 +546,7 @@ def _embed(verts, faces, cand_faces, targets):
     table = np.full((len(cand_v), width), -1, dtype=np.int64)
     for r, x in enumerate(inc):
         table[r, :len(x)] = x
-    d2 = ((targets[:, None, :] - verts[cand_v][None]) ** 2).sum(-1)
-    near = np.argsort(d2, axis=1, kind="stable")[:, :3]
+    near = np.argsort(_sq_dists(targets, verts[cand_v]), axis=1, kind="stable")[:, :3]
     cands = table[near].reshape(len(targets), -1)  # (T, 3 * width)
     valid = cands >= 0
     tri = verts[faces[np.where(valid, cands, cand_faces[0])]]  # (T, C, 3, 3)
@@ -1274,8 +1278,7 @@ def _build_flame(seed):
 
 
 def _nearest_ids(src_pts, dst_pts, dst_ids):
-    d2 = ((src_pts[:, None, :] - dst_pts[None]) ** 2).sum(-1)
-    return dst_ids[np.argmin(d2, axis=1)]
+    return dst_ids[_sq_dists(src_pts, dst_pts).argmin(axis=1)]
 
 
 def _correspondences(layout, smplx_neutral, mano_left, flame):
