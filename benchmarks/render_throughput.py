@@ -2,13 +2,16 @@
 
 Usage::
 
-    python benchmarks/render_throughput.py [--resolutions 256 512] [--batches 1 16] [--seconds 2]
+    python benchmarks/render_throughput.py [--resolutions 256 512] [--batches 1 16] [--threads 1 2]
+        [--seconds 2]
 
 Meshes: the stand-in SMPL-X body (10,475 vertices, 20,908 faces, from
 ``neuralannot_cli.body.standin.make_standin`` written to a temporary folder) in its template pose,
 and a procedural UV-sphere with about 20k faces. Each mesh is framed to fill most of the image, as
 a person crop does. Throughput = images rendered per second of wall time, ``render_batch`` with the
-given batch size (batch 1 is ``render_mesh`` on one mesh), median of repeated timed calls.
+given batch size (batch 1 is one mesh per call), median of repeated timed calls, for each
+``torch.set_num_threads`` value. Timings on a shared machine are noisy: the load average is printed,
+and one thread is the robust figure when other processes compete for the cores.
 """
 
 from __future__ import annotations
@@ -72,15 +75,17 @@ def frame_for_camera(verts: np.ndarray, y_up: bool, image_side: int, fill: float
     return v.astype(np.float32), np.array([focal, focal]), np.array([image_side / 2, image_side / 2])
 
 
-def measure(verts_cam, faces, focal, princpt, side: int, batch: int, seconds: float) -> tuple[float, float]:
+def measure(
+    verts_cam, faces, focal, princpt, side: int, batch: int, seconds: float, cull: bool
+) -> tuple[float, float]:
     """Return (images per second, mean covered fraction of the image)."""
     vb = torch.from_numpy(verts_cam)[None].expand(batch, -1, -1).contiguous()
-    result = render_batch(vb, faces, focal, princpt, (side, side))  # warm-up
+    result = render_batch(vb, faces, focal, princpt, (side, side), cull_backfaces=cull)  # warm-up
     times = []
     start = time.perf_counter()
     while time.perf_counter() - start < seconds or len(times) < 5:
         t0 = time.perf_counter()
-        render_batch(vb, faces, focal, princpt, (side, side))
+        render_batch(vb, faces, focal, princpt, (side, side), cull_backfaces=cull)
         times.append(time.perf_counter() - t0)
     return batch / statistics.median(times), float(result.mask.mean())
 
@@ -90,10 +95,9 @@ def main() -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per configuration")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch.set_num_threads values")
+    parser.add_argument("--cull", type=int, nargs="+", default=[0], help="cull_backfaces values (0 and/or 1)")
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
 
     meshes = []
     body = standin_body()
@@ -103,17 +107,24 @@ def main() -> None:
     meshes.append(("UV-sphere", sphere_v, sphere_f, False))
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load:.2f}")
-    print(f"{'mesh':<16} {'faces':>6} {'res':>5} {'batch':>5} {'covered':>8} {'img/s':>8} {'vs 100/s':>8}")
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load:.2f} before the run")
+    header = f"{'mesh':<16} {'faces':>6} {'res':>5} {'batch':>5} {'thr':>3} {'cull':>4} {'covered':>8} {'img/s':>8} {'vs 100/s':>8}"
+    print(header)
+    print("-" * len(header))
     for name, verts, faces, y_up in meshes:
         for side in args.resolutions:
             verts_cam, focal, princpt = frame_for_camera(verts, y_up, side)
             for batch in args.batches:
-                rate, covered = measure(verts_cam, faces, focal, princpt, side, batch, args.seconds)
-                print(
-                    f"{name:<16} {len(faces):>6} {side:>5} {batch:>5} {covered:>8.1%} {rate:>8.1f} "
-                    f"{rate / TARGET_IMAGES_PER_S:>8.2f}"
-                )
+                for threads in args.threads:
+                    torch.set_num_threads(threads)
+                    for cull in args.cull:
+                        rate, covered = measure(verts_cam, faces, focal, princpt, side, batch, args.seconds, bool(cull))
+                        print(
+                            f"{name:<16} {len(faces):>6} {side:>5} {batch:>5} {threads:>3} {cull:>4} {covered:>8.1%} "
+                            f"{rate:>8.1f} {rate / TARGET_IMAGES_PER_S:>8.2f}"
+                        )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average {load:.2f} after the run")
 
 
 if __name__ == "__main__":

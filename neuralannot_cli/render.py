@@ -49,8 +49,9 @@ __all__ = [
 DEFAULT_MESH_COLOR: tuple[float, float, float] = (0.65, 0.74, 0.86)
 """Default mesh albedo (RGB in [0, 1]), a light blue-grey."""
 
-_MAX_TILE = 16  # largest square tile (pixels per side) handled by the broadcast path
-_PIXELS_PER_PASS = 1 << 19  # batch images rasterised together (8 at 256 x 256)
+_MAX_TILE = 16  # largest tile side (pixels) handled by the broadcast path; larger boxes go ragged
+_SQUARE_UP_TO_LOG2 = 3  # boxes up to 8 x 8 pixels use square tiles, larger ones rectangular tiles
+_PIXELS_PER_PASS = 1 << 17  # batch images rasterised together (2 at 256 x 256)
 _EDGE_EPS = 1e-6  # barycentric slack so that shared edges leave no cracks under float32 rounding
 _EMPTY_KEY = torch.iinfo(torch.int64).max
 _INT32_MAX = 0x7FFFFFFF
@@ -124,7 +125,7 @@ class _FaceSetup:
 
     coef: torch.Tensor  # (n, 12) float32: constants, d/dx, d/dy of the affine forms (b0, b1, b2, 1/z)
     origin: torch.Tensor  # (2, n) int64: pixel (x, y) where the affine forms are anchored
-    tile: torch.Tensor  # (n,) int64: tile side (power of two), 0 for the ragged path, -1 if not drawn
+    tile: torch.Tensor  # (n,) int64: tile class 1 + 16 * log2(tile_w) + log2(tile_h), 0 ragged, -1 not drawn
     box_wh: torch.Tensor  # (2, n) int64: bounding-box width, height in pixels
     z: torch.Tensor  # (3 corners, n) float32: vertex depths
     front: torch.Tensor  # (n,) bool: right-hand normal points towards the camera
@@ -184,15 +185,22 @@ def _setup_faces(
     box_h = ymax - ymin + 1
     valid &= (box_w > 0) & (box_h > 0)
 
-    # tile class: smallest power of two >= max(box_w, box_h) if small enough, else ragged (0)
-    side = torch.maximum(box_w, box_h).clamp_(min=1)
-    tile = torch.ones_like(side) << torch.log2(side.float()).ceil_().long()
-    ragged = tile > min(_MAX_TILE, height, width)
-    tile.masked_fill_(ragged, 0)
-    # square tiles are shifted inside the image so that every candidate pixel is a real pixel;
+    # tile class: tile of (2 ** log_x) x (2 ** log_y) pixels, the smallest powers of two covering
+    # the box, encoded as 1 + 16 * log_x + log_y; 0 for the ragged path (box side > _MAX_TILE)
+    log_x = torch.log2(box_w.clamp(min=1).float()).ceil_().long()
+    log_y = torch.log2(box_h.clamp(min=1).float()).ceil_().long()
+    # small faces share square tiles: fewer classes (less per-class overhead) for little waste
+    log_max = torch.maximum(log_x, log_y)
+    small = log_max <= _SQUARE_UP_TO_LOG2
+    log_x = torch.where(small, log_max, log_x)
+    log_y = torch.where(small, log_max, log_y)
+    tile_w, tile_h = torch.ones_like(log_x) << log_x, torch.ones_like(log_y) << log_y
+    ragged = (tile_w > min(_MAX_TILE, width)) | (tile_h > min(_MAX_TILE, height))
+    tile = (1 + 16 * log_x + log_y).masked_fill_(ragged, 0)
+    # tiles are shifted inside the image so that every candidate pixel is a real pixel;
     # tile pixels outside the face's bounding box fail the barycentric test anyway
-    ox = torch.where(ragged, xmin, torch.minimum(xmin, width - tile))
-    oy = torch.where(ragged, ymin, torch.minimum(ymin, height - tile))
+    ox = torch.where(ragged, xmin, torch.minimum(xmin, width - tile_w))
+    oy = torch.where(ragged, ymin, torch.minimum(ymin, height - tile_h))
 
     # affine forms b_i(x, y) = c_i + a_i * (x - ox) + d_i * (y - oy) with coordinates relative to
     # the anchor, so the numbers stay small and float32 is accurate
@@ -270,27 +278,28 @@ def _rasterise(
     gid = torch.arange(setup.tile.numel(), device=device)
     base = (gid // num_faces) * hw + setup.origin[1] * width + setup.origin[0]
 
-    # group faces by tile class with one sort: classes -1 (skip), 0 (ragged), 1, 2, 4, ...
     classes = _group_by_tile(setup.tile)
-    for k, sel_all in classes.items():
-        if k == 0:
+    for cls, sel_all in classes.items():
+        if cls == 0:
             continue
-        log2k = k.bit_length() - 1
-        offs = torch.arange(k, device=device, dtype=torch.float32)
-        per_chunk = max(1, max_candidates // (k * k))
+        log_x, log_y = divmod(cls - 1, 16)
+        tile_w, tile_h = 1 << log_x, 1 << log_y
+        offs_x = torch.arange(tile_w, device=device, dtype=torch.float32)[:, None]
+        offs_y = torch.arange(tile_h, device=device, dtype=torch.float32)[:, None, None]
+        per_chunk = max(1, max_candidates // (tile_w * tile_h))
         for start in range(0, sel_all.numel(), per_chunk):
             sel = sel_all[start : start + per_chunk]
             # faces innermost: (value, y, x, face) keeps the broadcasts contiguous and vectorised
             cf = setup.coef.index_select(0, sel).t().contiguous()[:, None, None, :]  # (12, 1, 1, m)
-            vals = (cf[0:4] + cf[4:8] * offs[:, None]) + cf[8:12] * offs[:, None, None]  # (4, ky, kx, m)
+            vals = (cf[0:4] + cf[4:8] * offs_x) + cf[8:12] * offs_y  # (4, tile_h, tile_w, m)
             idx = _where_ge(torch.minimum(torch.minimum(vals[0], vals[1]), vals[2]).view(-1), -_EDGE_EPS)
             if idx.numel() == 0:
                 continue
             m = sel.numel()
             cell = idx // m
             g = sel[idx - cell * m]
-            dy = cell >> log2k
-            dx = cell & (k - 1)
+            dy = cell >> log_x
+            dx = cell & (tile_w - 1)
             pix_parts.append(base[g] + dy * width + dx)
             key_parts.append(_pack_keys(vals[3].reshape(-1)[idx], g % num_faces))
 
