@@ -394,8 +394,8 @@ def test_mano_counts_tree_and_tips(standin):
         names = ("thumb", "index", "middle", "ring", "pinky")
         dip = {"index": 3, "middle": 6, "pinky": 9, "ring": 12, "thumb": 15}
         freihand = dict(zip(names, FREIHAND_FINGERTIP_VERTEX_IDS))
-        assert freihand == {"thumb": 745, "index": 317, "middle": 444, "ring": 556, "pinky": 673}
-        older = dict(zip(names, (728, 353, 442, 576, 694)))  # FreiHAND ids of older forks
+        assert freihand == {"thumb": 745, "index": 317, "middle": 445, "ring": 556, "pinky": 673}
+        older = dict(zip(names, (728, 353, 444, 576, 694)))  # I2L-MeshNet's list / older forks
         for ids in (SMPLX_VERTEX_IDS["mano"], freihand, older):
             for name, vid in ids.items():
                 d = np.linalg.norm(j[[dip[n] for n in names]] - v[vid], axis=1)

@@ -24,7 +24,7 @@ neck, eyeballs, arms, legs, feet, palms, fingers) whose hidden ends are joined b
 bands so vertex *and* face counts are exactly the real ones (no degenerate faces). Joints are
 convex combinations of ring vertices (so they follow the shape), skinning weights blend smoothly
 between neighbouring bones along each tube, and smplx's fixed vertex ids (``vertex_ids['smplx']``,
-``vertex_ids['mano']``, and the FreiHAND fingertip ids 745/317/444/556/673 used by I2L-MeshNet and
+``vertex_ids['mano']``, and the FreiHAND fingertip ids 745/317/445/556/673 (and 444) used by I2L-MeshNet and
 Hand4Whole) are permuted onto the matching anatomical points.
 
 Shape spaces use the SMPL-X v1.0 / FLAME-2019 "10 shape + 10 expression" layout (``shapedirs`` has
@@ -88,9 +88,10 @@ H36M_JOINT_NAMES: tuple[str, ...] = (
 )
 # Right-hand MANO fingertip vertices of the 21-joint FreiHAND / InterHand order (thumb, index,
 # middle, ring, little), as used by I2L-MeshNet / Hand4Whole / InterHand2.6M.
-FREIHAND_FINGERTIP_VERTEX_IDS: tuple[int, ...] = (745, 317, 444, 556, 673)
-# Older FreiHAND tip set seen in some I2L-MeshNet forks; also placed on the fingertips.
-_ALT_FINGERTIP_VERTEX_IDS: tuple[int, ...] = (728, 353, 442, 576, 694)
+FREIHAND_FINGERTIP_VERTEX_IDS: tuple[int, ...] = (745, 317, 445, 556, 673)
+# I2L-MeshNet's ``fingertip_vertex_idx`` list gives 444 for the middle tip (its regressor, Hand4Whole and
+# InterHand2.6M use 445) and older forks use 728/353/576/694: also placed on the fingertips.
+_ALT_FINGERTIP_VERTEX_IDS: tuple[int, ...] = (728, 353, 444, 576, 694)
 # smplx.vertex_ids['mano'] (thumb, index, middle, ring, pinky).
 _SMPLX_MANO_TIP_IDS: tuple[int, ...] = (744, 320, 443, 554, 671)
 # smplx.vertex_ids['smplx'] (copied, so the library does not need smplx at import time).
