@@ -351,6 +351,8 @@ def test_shape_errors_name_the_shape():
         render_mesh(verts, faces, FOCAL, PRINCPT, (0, 10))
     with pytest.raises(ValueError, match=r"background.*\(10, 10, 3\)"):
         render(verts, faces, background=np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"background.*uint8"):
+        render(verts, faces, background=np.zeros((*HW, 3), np.float32))
     with pytest.raises(ValueError, match=r"vertex_colors.*\(2, 3\)"):
         render(verts, faces, vertex_colors=np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"vertices_cam.*\(2, 3, 3, 3\)"):
