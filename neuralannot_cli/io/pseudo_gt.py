@@ -552,6 +552,15 @@ def write_pseudo_gt_json(records: Iterable[Record], path: str | os.PathLike, *, 
             }
         return [atomic_write_json(path, out)]
 
+    id_names = ("subject", "action", "subaction", "frame") if dataset_kind == "h36m" else ("subject", "sequence", "frame")
+    for r in recs:
+        assert isinstance(r, SmplxRecord)
+        if r.cam_rotmat is None or r.cam_trans_mm is None or r.rest_pelvis_m is None:
+            _world_entry(r, None)  # raises the explanatory ValueError
+        missing = [k for k in id_names if k not in r.ids]
+        if missing:
+            raise ValueError(f"SmplxRecord[{r.key}].ids: missing {missing} needed by the {dataset_kind} layout")
+
     if dataset_kind == "h36m":
         best = _pick_per_frame(recs, lambda r: (r.ids["subject"], r.ids["action"], r.ids["subaction"], r.ids["frame"]))
         per_subject: dict[int, dict] = {}
