@@ -345,7 +345,7 @@ def _root_transl_cam(R: np.ndarray, t_m: np.ndarray, root_world: np.ndarray, tra
 
 @dataclass
 class _Person:
-    """Per-subject constants (shape, colours) and a model handle."""
+    """Per-subject constants: shape and colours (one H36M subject / InterHand capture = one person)."""
 
     betas: np.ndarray
     colors: np.ndarray
@@ -625,7 +625,6 @@ class _Generator:
             vis[23:91] = False
         if not self.cfg.hands:
             vis[91:133] = False
-        kp = view.keypoints_2d_noisy_px
         for name, sl, enabled in (("face", slice(23, 91), self.cfg.face), ("lefthand", slice(91, 112), self.cfg.hands),
                                   ("righthand", slice(112, 133), self.cfg.hands)):
             part_vis = vis[sl]
@@ -642,7 +641,6 @@ class _Generator:
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
         view.extras["segmentation"] = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
         view.extras["area"] = float(mask.sum())
-        del kp
 
     # --- hands ----------------------------------------------------------------------------------
 
