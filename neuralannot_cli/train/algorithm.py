@@ -1,0 +1,554 @@
+"""Algorithm 1 of NeuralAnnot: stage 1 per auxiliary set -> Θ* -> pose prior -> stage 2 -> annotator.
+
+Steps (each resumable, see :mod:`.checkpoint` for the files):
+
+1. ``stage1_<aux>`` for each auxiliary 3D set: a fresh :class:`~neuralannot_cli.nets.heads.Stage1Net`
+   (image + GT 3D joints, root-relative, metres) is trained with ``L_ax`` (:func:`neuralannot_cli.losses.loss_aux`:
+   body-model joints in the aux joint set -- ``h36m_17`` via the H36M regressor, ``mpi3dhp_17``, MANO
+   ``hand_21`` -- root-aligned L1 + ``lambda_ax Σθ²``), Adam. Then Θ* = its predictions on ALL images of the
+   set (eval mode, no augmentation), saved as ``theta_star_<aux>.safetensors`` with the sample indices.
+   The stage-1 network never sees a camera, so Θ*'s translation comes from the GT: the aux sets have
+   camera-frame 3D joints, and ``transl_cam_m = root_gt - root_pred(transl=0)`` puts the predicted root
+   joint (pelvis / wrist) exactly on the GT root; the root rotation is already in the camera frame because
+   the GT joints fed to and compared with the network are.
+2. ``prior``: ``learned`` = a VPoser trained on the union of the body Θ* poses (``train_vposer``), or for the
+   hand a PCA fitted on the Θ* hand poses; ``mano`` = the MANO file's PCA; a path = the official VPoser v2
+   checkpoint; ``none`` = the stage-2 network regresses 6D joint rotations directly (Table 2 ablation).
+3. ``stage2``: a fresh :class:`~neuralannot_cli.nets.heads.Stage2Net` on half-aux / half-target batches
+   (:class:`~neuralannot_cli.data.sampler.MixedBatchSampler`; several aux sets are concatenated, each keeping
+   its joint set). ``L_tg``: 2D L1 (crop pixels / input size) of the projected body-model joints on every
+   sample (aux in its own joint set; target: COCO-WholeBody body+feet 23 joints, or hand_21), ``λ_tg Σθ²``
+   on target samples, and on aux samples the root-aligned 3D L1 + ``Σ|θ - θ*|``. The projection uses each
+   item's crop camera (:mod:`.geometry`), so the network's camera converts exactly to the original image.
+   After each epoch the target 2D error (px, original image, on up to ``eval_samples`` target samples, no
+   augmentation) goes to ``metrics.jsonl``.
+4. The annotator (``model.safetensors``, ``prior/``, ``config.json``) is written by rank 0.
+
+Learning-rate schedule: ``lr * lr_decay_factor ** (number of lr_decay_epochs <= epoch)`` set at the start of
+each epoch of a stage (a step decay with no scheduler object to persist). Non-finite losses: the step is
+skipped (all ranks agree via an all-reduce), a warning is printed and ``skipped_steps`` is counted in the
+metrics; weights are never updated from a non-finite gradient either.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from neuralannot_cli.train.checkpoint import (
+    Progress,
+    atomic_save_tensors,
+    atomic_write_json,
+    load_tensors,
+    load_train_state,
+    save_train_state,
+)
+from neuralannot_cli.train.config import RESUME_MUTABLE_FIELDS, TrainConfig, config_to_dict
+from neuralannot_cli.train.datasets import (
+    AUX_JOINT_SET,
+    ROOT_JOINT,
+    ConcatWithEpoch,
+    ThetaStarDataset,
+    collate_stage2,
+    make_dataset,
+    part_aux_samples,
+    part_target_samples,
+)
+from neuralannot_cli.train.distributed import DistContext, cleanup_distributed, setup_distributed, unwrap, wrap_ddp
+from neuralannot_cli.train.geometry import body_forward, crop_transl, procrustes_align, project_crop_px
+from neuralannot_cli.train.inference import annotator_config, predict_with
+
+__all__ = ["train", "StopTraining", "TrainResult", "EpochHook"]
+
+EpochHook = Callable[[str, int], None]
+"""``hook(step, epoch)`` called after each completed (and saved) epoch; raise to stop (tests)."""
+
+
+class StopTraining(Exception):
+    """Raised by an epoch hook to stop a run (it can be resumed)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    metrics: list[dict[str, Any]]
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def _lr_at(config: TrainConfig, epoch: int) -> float:
+    return config.lr * config.lr_decay_factor ** sum(1 for e in config.lr_decay_epochs if e <= epoch)
+
+
+def _loss_weights(config: TrainConfig):
+    from neuralannot_cli.losses import LossWeights
+
+    given = {k: getattr(config, k) for k in ("lambda_ax", "lambda_tg", "w_2d", "w_3d", "w_param")}
+    return LossWeights(**{k: float(v) for k, v in given.items() if v is not None})
+
+
+class _Logger:
+    """metrics.jsonl (rank 0) + a rich progress bar with live losses (only on a terminal)."""
+
+    def __init__(self, out_dir: Path, ctx: DistContext, enabled: bool) -> None:
+        self.path = out_dir / "metrics.jsonl"
+        self.ctx = ctx
+        self.enabled = enabled and ctx.is_main and sys.stderr.isatty()
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        if not self.ctx.is_main:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if not self.enabled:
+            return
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+
+    def progress(self, description: str, total: int):
+        if not self.enabled:
+            return _NoProgress()
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                     TextColumn("{task.fields[losses]}"), transient=True)
+        return _RichProgress(p, description, total)
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, losses: dict[str, float]) -> None:
+        pass
+
+
+class _RichProgress(_NoProgress):
+    def __init__(self, progress, description: str, total: int) -> None:
+        self.p = progress
+        self.description = description
+        self.total = total
+
+    def __enter__(self):
+        self.p.__enter__()
+        self.task = self.p.add_task(self.description, total=self.total, losses="")
+        return self
+
+    def __exit__(self, *exc):
+        return self.p.__exit__(*exc)
+
+    def update(self, losses: dict[str, float]) -> None:
+        self.p.update(self.task, advance=1, losses=" ".join(f"{k}={v:.4f}" for k, v in losses.items()))
+
+
+def _optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    ctx: DistContext) -> bool:
+    """Backward + step unless the loss (on any rank) or a gradient is non-finite; returns True if stepped."""
+    bad = torch.tensor(0.0 if bool(torch.isfinite(loss)) else 1.0, device=loss.device)
+    if ctx.enabled:
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    optimizer.zero_grad(set_to_none=True)
+    if bad.item() > 0:
+        return False
+    loss.backward()
+    grads_ok = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters())
+    if not grads_ok:  # DDP already averaged: every rank sees the same gradients
+        optimizer.zero_grad(set_to_none=True)
+        return False
+    optimizer.step()
+    return True
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _step_seed(config: TrainConfig, step: str) -> int:
+    return (config.seed * 1000003 + sum((i + 1) * ord(c) for i, c in enumerate(step))) % (2**31)
+
+
+# -------------------------------------------------------------------------------------------- the engine
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, *, resume: bool, hook: EpochHook | None) -> None:
+        from neuralannot_cli.body import load_body_model
+        from neuralannot_cli.data.loaders import load_dataset
+
+        self.config = config
+        self.hook = hook
+        self.ctx = setup_distributed(config.device)
+        self.device = self.ctx.device
+        self.out = Path(config.out_dir)
+        self.progress_file = Progress(self.out)
+        cfg_dict = config_to_dict(config)
+        if self.progress_file.exists:
+            if not resume:
+                raise ValueError(f"{self.out}: holds a training run already (state/progress.json); pass --resume "
+                                 "to continue it or choose another --out")
+            old = self.progress_file.data.get("config") or {}
+            diff = sorted(k for k in cfg_dict if k not in RESUME_MUTABLE_FIELDS and old.get(k) != cfg_dict[k])
+            if diff:
+                raise ValueError(f"{self.progress_file.path}: config: --resume needs the same options as the "
+                                 f"interrupted run; differing: {diff}")
+        self.ctx.barrier()
+        if self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if not self.progress_file.exists:
+                self.progress_file.set_config(cfg_dict)
+        self.ctx.barrier()
+        self.weights = _loss_weights(config)
+        self.model_type = "smplx" if config.part == "body" else "mano"
+        self.body_model = load_body_model(self.model_type, model_dir=config.model_dir, device=self.device)
+        for p in self.body_model.parameters():
+            p.requires_grad_(False)
+        self.log = _Logger(self.out, self.ctx, config.progress)
+        self.aux_samples = {}
+        for kind, root in config.aux:
+            samples = load_dataset(kind, root, **config.options_for(kind))
+            if config.max_samples:
+                samples = samples[: config.max_samples]
+            if not samples:
+                raise ValueError(f"{root}: aux set {kind} has no samples")
+            self.aux_samples[kind] = part_aux_samples(samples)
+        tkind, troot = config.target[0]
+        tsamples = load_dataset(tkind, troot, **config.options_for(tkind))
+        tsamples, tmirror = part_target_samples(tsamples, config.part)
+        if config.max_samples:
+            tsamples, tmirror = tsamples[: config.max_samples], tmirror[: config.max_samples]
+        if not tsamples:
+            raise ValueError(f"{troot}: target set {tkind} has no labelled {config.part} samples")
+        self.target_samples = (tsamples, tmirror)
+
+    # ------------------------------------------------------------------------------------------- epochs
+
+    def _epochs(self, step: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, num_epochs: int,
+                run_epoch: Callable[[int], dict[str, Any]]) -> None:
+        """Run epochs ``start..num_epochs-1`` with lr decay, per-epoch state saving and the hook."""
+        start = 0
+        js = load_train_state(self.out, step, model=unwrap(model), optimizer=optimizer, scheduler=None,
+                              device=self.device)
+        if js is not None:
+            start = int(js["epoch"]) + 1
+        for epoch in range(start, num_epochs):
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(self.config, epoch)
+            record = run_epoch(epoch)
+            self.ctx.barrier()
+            if self.ctx.is_main:
+                save_train_state(self.out, step, epoch=epoch, model=unwrap(model), optimizer=optimizer, scheduler=None)
+            self.log.write({"stage": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **record})
+            self.ctx.barrier()
+            if self.hook is not None:
+                self.hook(step, epoch)
+
+    def _train_loop(self, step: str, epoch: int, loader: Iterable, model, optimizer, loss_fn) -> dict[str, Any]:
+        model.train()
+        sums: dict[str, float] = {}
+        n = skipped = 0
+        with self.log.progress(f"{step} epoch {epoch}", len(loader)) as bar:  # type: ignore[arg-type]
+            for batch in loader:
+                loss, parts = loss_fn(model, batch)
+                if _optimizer_step(loss, model, optimizer, self.ctx):
+                    n += 1
+                    for k, v in {"loss": loss.detach(), **parts}.items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                else:
+                    skipped += 1
+                    warnings.warn(f"{step} epoch {epoch}: non-finite loss or gradient, step skipped", stacklevel=2)
+                bar.update({k: v / max(n, 1) for k, v in sums.items() if k in ("loss", "kp2d", "kp3d")})
+        return {**{k: v / max(n, 1) for k, v in sums.items()}, "steps": n, "skipped_steps": skipped}
+
+    # ------------------------------------------------------------------------------------------ stage 1
+
+    def stage1(self, kind: str) -> None:
+        from neuralannot_cli.losses import loss_aux
+        from neuralannot_cli.nets.heads import Stage1Net
+
+        config, step = self.config, f"stage1_{kind}"
+        samples, mirrored = self.aux_samples[kind]
+        joint_set, root = AUX_JOINT_SET[kind], ROOT_JOINT[AUX_JOINT_SET[kind]]
+        _seed_everything(_step_seed(config, step))
+        net = Stage1Net(config.part, config.backbone_depth, len(samples[0].keypoints_conf))
+        self._load_backbone(net)
+        net.to(self.device)
+        if not self.progress_file.is_done(step):
+            dataset = make_dataset(samples, mirrored, config.input_size, augment=config.augment, seed=config.seed)
+            batch = min(config.batch_size, len(dataset))
+            sampler = DistributedSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True,
+                                         seed=_step_seed(config, step), drop_last=True)
+            loader = DataLoader(dataset, batch_size=max(batch // self.ctx.world_size, 2) if self.ctx.enabled else batch,
+                                sampler=sampler, num_workers=config.workers, drop_last=True)
+            model = wrap_ddp(net, self.ctx)
+            optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+
+            def loss_fn(model, batch):
+                batch = _to(batch, self.device)
+                gt_m = batch["joints_3d_cam_mm"].float() / 1000.0
+                conf = batch["has_3d"].float()[:, None].expand(gt_m.shape[:2])
+                gt_rel = gt_m - gt_m[:, root : root + 1]
+                out = model(batch["image"], gt_rel, conf)
+                joints = self.body_model.joints_in(
+                    body_forward(self.body_model, config.part, out.root_rotvec, out.pose_rotvecs, out.betas), joint_set)
+                return loss_aux(joints, gt_m, conf, out.pose_rotvecs, root=root, weights=self.weights)
+
+            def run_epoch(epoch: int) -> dict[str, Any]:
+                sampler.set_epoch(epoch)
+                dataset.set_epoch(epoch)
+                return self._train_loop(step, epoch, loader, model, optimizer, loss_fn)
+
+            self._epochs(step, model, optimizer, config.stage1_epochs, run_epoch)
+            if self.ctx.is_main:
+                atomic_save_tensors(unwrap(model).state_dict(), self.out / f"stage1_{kind}.safetensors")
+                theta, record = self.theta_star(net, kind)
+                atomic_save_tensors(theta, self.out / f"theta_star_{kind}.safetensors")
+                self.log.write({"stage": f"theta_star_{kind}", **record})
+                self.progress_file.mark_done(step)
+            self.ctx.barrier()
+        self.progress_file = Progress(self.out)
+
+    @torch.no_grad()
+    def theta_star(self, net, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Θ* on all images of ``kind`` (eval, no augmentation) and its root-aligned / PA 3D errors (mm)."""
+        config = self.config
+        samples, mirrored = self.aux_samples[kind]
+        joint_set, root = AUX_JOINT_SET[kind], ROOT_JOINT[AUX_JOINT_SET[kind]]
+        dataset = make_dataset(samples, mirrored, config.input_size, augment=False, seed=config.seed)
+        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers)
+        net.eval()
+        keys = ("root_rotvec", "pose_rotvecs", "betas", "transl_cam_m", "index")
+        acc: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+        err = {"theta_star_mpjpe_mm": [], "theta_star_pa_mpjpe_mm": [], "mean_pose_mpjpe_mm": [],
+               "mean_pose_pa_mpjpe_mm": []}
+        from neuralannot_cli.nets.heads import part_spec
+
+        spec = part_spec(config.part)
+        for batch in loader:
+            batch = _to(batch, self.device)
+            gt_m = batch["joints_3d_cam_mm"].float() / 1000.0
+            gt_rel = gt_m - gt_m[:, root : root + 1]
+            out = net(batch["image"], gt_rel)
+            joints = self.body_model.joints_in(
+                body_forward(self.body_model, config.part, out.root_rotvec, out.pose_rotvecs, out.betas), joint_set)
+            transl = gt_m[:, root] - joints[:, root]
+            for k, v in (("root_rotvec", out.root_rotvec), ("pose_rotvecs", out.pose_rotvecs), ("betas", out.betas),
+                         ("transl_cam_m", transl), ("index", batch["index"])):
+                acc[k].append(v.detach().cpu())
+            rel = joints - joints[:, root : root + 1]
+            err["theta_star_mpjpe_mm"].append((rel - gt_rel).norm(dim=-1).mean(-1) * 1000)
+            err["theta_star_pa_mpjpe_mm"].append((procrustes_align(rel, gt_rel) - gt_rel).norm(dim=-1).mean(-1) * 1000)
+            b = gt_m.shape[0]
+            mean = self.body_model.joints_in(body_forward(
+                self.body_model, config.part, torch.tensor([spec.init_root_rotvec], device=self.device).expand(b, 3),
+                torch.zeros(b, spec.num_pose_joints, 3, device=self.device),
+                torch.zeros(b, spec.num_betas, device=self.device)), joint_set)
+            mrel = mean - mean[:, root : root + 1]
+            err["mean_pose_mpjpe_mm"].append((mrel - gt_rel).norm(dim=-1).mean(-1) * 1000)
+            err["mean_pose_pa_mpjpe_mm"].append((procrustes_align(mrel, gt_rel) - gt_rel).norm(dim=-1).mean(-1) * 1000)
+        theta = {k: torch.cat(v) for k, v in acc.items()}
+        theta["index"] = theta["index"].long()
+        record = {k: float(torch.cat(v).mean()) for k, v in err.items()}
+        record["count"] = int(theta["index"].numel())
+        return theta, record
+
+    def _load_backbone(self, net) -> None:
+        if self.config.backbone_weights:
+            from neuralannot_cli.nets.backbone import load_backbone_weights
+
+            load_backbone_weights(net.backbone, self.config.backbone_weights)
+
+    # -------------------------------------------------------------------------------------------- prior
+
+    def prior(self) -> Any:
+        """Build (rank 0) / load the prior; returns it (frozen) or None for ``prior='none'``."""
+        from neuralannot_cli.nets import prior as P
+
+        config, step, prior_dir = self.config, "prior", self.out / "prior"
+        if config.prior == "none":
+            if self.ctx.is_main and not self.progress_file.is_done(step):
+                self.progress_file.mark_done(step)
+            self.ctx.barrier()
+            return None
+        if self.ctx.is_main and not self.progress_file.is_done(step):
+            if config.prior == "mano":
+                prior = P.PCAPosePrior.from_mano(self.body_model, config.prior_dim)
+            elif config.prior == "learned":
+                poses = torch.cat([load_tensors(self.out / f"theta_star_{k}.safetensors")["pose_rotvecs"]
+                                   for k in config.aux_names])
+                if config.part == "body":
+                    prior = P.train_vposer(poses, latent_dim=config.prior_dim, epochs=config.prior_epochs,
+                                           batch_size=min(256, max(2, len(poses))), device=self.device,
+                                           seed=_step_seed(config, step))
+                else:
+                    prior = P.PCAPosePrior.fit_pca(poses, min(config.prior_dim, poses.shape[0], 45))
+            else:
+                prior = P.load_vposer_checkpoint(config.prior, device=self.device)
+            P.save_prior(prior, prior_dir)
+            self.progress_file.mark_done(step)
+        self.ctx.barrier()
+        self.progress_file = Progress(self.out)
+        return P.load_prior(prior_dir, device=self.device)
+
+    # ------------------------------------------------------------------------------------------ stage 2
+
+    def stage2(self, prior) -> None:
+        from torch.utils.data import DataLoader as DL
+
+        from neuralannot_cli.data.sampler import MixedBatchSampler, MixedDataset
+        from neuralannot_cli.losses import keypoint_3d_l1_root_aligned, keypoint_l1, param_l1, pose_sq_reg
+        from neuralannot_cli.nets.heads import Stage2Net
+
+        config, step, size = self.config, "stage2", self.config.input_size
+        _seed_everything(_step_seed(config, step))
+        net = Stage2Net(config.part, config.backbone_depth, None if prior is None else prior.code_dim)
+        self._load_backbone(net)
+        net.to(self.device)
+        if self.progress_file.is_done(step):
+            return
+        aux_sets = []
+        for kind in config.aux_names:
+            samples, mirrored = self.aux_samples[kind]
+            theta = load_tensors(self.out / f"theta_star_{kind}.safetensors")
+            aux_sets.append(ThetaStarDataset(
+                make_dataset(samples, mirrored, size, augment=config.augment, seed=config.seed), theta))
+        aux = aux_sets[0] if len(aux_sets) == 1 else ConcatWithEpoch(aux_sets)
+        tsamples, tmirror = self.target_samples
+        target = make_dataset(tsamples, tmirror, size, augment=config.augment, seed=config.seed + 1)
+        mixed = MixedDataset(aux, target)
+        sampler = MixedBatchSampler(len(aux), len(target), config.batch_size, seed=_step_seed(config, step),
+                                    rank=self.ctx.rank, world_size=self.ctx.world_size)
+        loader = DL(mixed, batch_sampler=sampler, collate_fn=collate_stage2, num_workers=config.workers)
+        eval_n = min(config.eval_samples, len(tsamples))
+        eval_set = make_dataset(tsamples[:eval_n], tmirror[:eval_n], size, augment=False, seed=0)
+        eval_loader = DL(eval_set, batch_size=config.batch_size, shuffle=False, num_workers=config.workers)
+        model = wrap_ddp(net, self.ctx)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        part, w = config.part, self.weights
+
+        def loss_fn(model, batch):
+            groups = [_to(g, self.device) for g in batch["aux"]]
+            tgt = _to(batch["target"], self.device)
+            subs = [*groups, tgt]
+            images = torch.cat([g["image"] for g in subs])
+            out = model(images, prior) if prior is not None else model(images)
+            focal = torch.cat([g["focal_crop_px"] for g in subs]).float()
+            princpt = torch.cat([g["princpt_crop_px"] for g in subs]).float()
+            transl = crop_transl(out.cam_sxy, focal, princpt, size)
+            bo = body_forward(self.body_model, part, out.root_rotvec, out.pose_rotvecs, out.betas, transl)
+            kp2d_terms, kp3d_terms, param_terms = [], [], []
+            start = 0
+            for g in subs:
+                b = g["image"].shape[0]
+                sl = slice(start, start + b)
+                start += b
+                jset = g["joint_set"][0]
+                if g is tgt:
+                    from neuralannot_cli.train.inference import target_joints
+
+                    joints = target_joints(self.body_model, part, bo)[sl]
+                else:
+                    joints = self.body_model.joints_in(bo, jset)[sl]
+                uv = project_crop_px(joints, focal[sl], princpt[sl])
+                kp2d_terms.append(keypoint_l1(uv / size, g["keypoints_2d_crop_px"] / size, g["keypoints_conf"]))
+                if g is not tgt:
+                    gt_m = g["joints_3d_cam_mm"].float() / 1000.0
+                    conf3 = g["has_3d"].float()[:, None].expand(gt_m.shape[:2])
+                    kp3d_terms.append(keypoint_3d_l1_root_aligned(joints, gt_m, conf3, ROOT_JOINT[jset]))
+                    param_terms.append(param_l1(out.pose_rotvecs[sl], g["pose_rotvecs_star"].float()))
+            nt = tgt["image"].shape[0]
+            reg = pose_sq_reg(out.pose_rotvecs[-nt:])
+            kp2d = torch.stack(kp2d_terms).mean()
+            kp3d = torch.stack(kp3d_terms).mean() if kp3d_terms else kp2d.new_zeros(())
+            param = torch.stack(param_terms).mean() if param_terms else kp2d.new_zeros(())
+            total = w.w_2d * kp2d + w.lambda_tg * reg + w.w_3d * kp3d + w.w_param * param
+            return total, {"kp2d": kp2d.detach(), "pose_reg": reg.detach(), "kp3d": kp3d.detach(),
+                           "param": param.detach()}
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
+            sampler.set_epoch(epoch)
+            aux.set_epoch(epoch)
+            target.set_epoch(epoch)
+            record = self._train_loop(step, epoch, loader, model, optimizer, loss_fn)
+            record["target_2d_err_px"] = self.target_2d_error(unwrap(model), prior, eval_loader)
+            return record
+
+        self._epochs(step, model, optimizer, config.stage2_epochs, run_epoch)
+        if self.ctx.is_main:
+            self.save_annotator(unwrap(model), prior)
+            self.progress_file.mark_done(step)
+        self.ctx.barrier()
+
+    @torch.no_grad()
+    def target_2d_error(self, net, prior, loader) -> float:
+        """Mean 2D error (px, original image) of the projected target joints on labelled keypoints."""
+        was_training = net.training
+        net.eval()
+        total, count = 0.0, 0.0
+        for batch in loader:
+            pred = predict_with(net, prior, self.body_model, self.config.part, batch, self.device)
+            from neuralannot_cli.data.pipeline import transform_points
+
+            gt = transform_points(batch["keypoints_2d_crop_px"].to(self.device), batch["crop_affine_inv"].to(self.device))
+            conf = (batch["keypoints_conf"].to(self.device) > 0).float()
+            err = (pred.keypoints_2d_px - gt).norm(dim=-1)
+            err = torch.where(conf > 0, err, torch.zeros_like(err))
+            total += float(err.sum())
+            count += float(conf.sum())
+        net.train(was_training)
+        return total / max(count, 1.0)
+
+    def save_annotator(self, net, prior) -> None:
+        config = self.config
+        cfg = annotator_config(part=config.part, model_type=self.model_type, backbone_depth=config.backbone_depth,
+                               code_dim=None if prior is None else int(prior.code_dim), input_size=config.input_size,
+                               has_prior=prior is not None, train_config=config_to_dict(config))
+        atomic_save_tensors(net.state_dict(), self.out / "model.safetensors")
+        atomic_write_json(cfg, self.out / "config.json")
+
+
+def train(config: TrainConfig, *, resume: bool = False, hook: EpochHook | None = None) -> TrainResult:
+    """Run Algorithm 1 (see the module docstring); returns the output directory and this run's metrics.
+
+    Args:
+        config: the run's :class:`TrainConfig`.
+        resume: continue a run in ``config.out_dir`` (completed steps are skipped; the current step restarts
+            after its last completed epoch). Without it, an existing run there is an error.
+        hook: called as ``hook(step, epoch)`` after each saved epoch (raise :class:`StopTraining` to stop).
+    """
+    run = _Run(config, resume=resume, hook=hook)
+    try:
+        for kind in config.aux_names:
+            run.stage1(kind)
+        prior = run.prior()
+        run.stage2(prior)
+    finally:
+        cleanup_distributed(run.ctx)
+    return TrainResult(run.out, run.log.records)
+

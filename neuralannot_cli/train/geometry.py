@@ -1,0 +1,93 @@
+"""Pure tensor math shared by training and inference: body-model forward per part, the crop camera,
+projections into normalised crop coordinates, Procrustes alignment.
+
+The crop camera
+---------------
+Every item of :class:`~neuralannot_cli.data.pipeline.CroppedSampleDataset` carries the intrinsics of its
+*virtual crop camera* (``focal_crop_px``, ``princpt_crop_px``): the original camera's focal scaled into
+crop pixels and its principal point mapped through the crop affine; 3D joints are in that camera's frame
+(which equals the original camera frame when the crop is not rotated or mirrored). Stage 2 turns the
+network's weak-perspective ``cam_sxy`` into a translation in that camera with
+:func:`neuralannot_cli.camera.cam_crop_to_full` (box = the whole crop: centre ``(S - 1) / 2``, side ``S``;
+focal ``fx`` of the crop camera; principal point ``princpt_crop_px``), then projects the posed joints with
+the full pinhole model of the crop camera. This is CLIFF's full-perspective reprojection; it replaces the
+usual virtual 5000 px crop focal so that, for an un-rotated crop, the translation IS the translation in the
+original image's camera and the projection into the original image (:mod:`.inference`) is exactly the
+crop projection mapped through the inverse crop affine -- no approximation between training and annotation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from neuralannot_cli.camera import cam_crop_to_full, project_perspective
+
+__all__ = [
+    "body_forward",
+    "crop_transl",
+    "project_crop_px",
+    "crop_px_to_norm",
+    "procrustes_align",
+]
+
+
+def body_forward(body_model, part: str, root_rotvec, pose_rotvecs, betas, transl_m=None):
+    """Forward the part's body model: SMPL-X body (hands at the mean pose) or right MANO.
+
+    Args:
+        root_rotvec: ``(B, 3)``; pose_rotvecs: ``(B, 21, 3)`` body / ``(B, 15, 3)`` hand; betas ``(B, 10)``;
+        transl_m: ``(B, 3)`` or ``None``.
+    """
+    dtype = body_model.dtype
+    kw = {"root_rotvec": root_rotvec.to(dtype), "betas": betas.to(dtype)}
+    if transl_m is not None:
+        kw["transl_m"] = transl_m.to(dtype)
+    if part == "body":
+        kw["body_pose_rotvecs"] = pose_rotvecs.to(dtype)
+    else:
+        kw["hand_pose_rotvecs"] = pose_rotvecs.to(dtype)
+    return body_model(**kw)
+
+
+def crop_transl(cam_sxy: torch.Tensor, focal_crop_px: torch.Tensor, princpt_crop_px: torch.Tensor,
+                crop_size: int) -> torch.Tensor:
+    """``(B, 3)`` translation (metres) in the crop camera from the weak perspective ``(B, 3)``.
+
+    ``tz = 2 fx / (S s)``, ``t_xy = (tx, ty) + tz (crop_centre - princpt_crop) / fx`` (see module docstring).
+    """
+    if cam_sxy.dim() != 2 or cam_sxy.shape[-1] != 3:
+        raise ValueError(f"crop_transl: cam_sxy must have shape (batch, 3), got {tuple(cam_sxy.shape)}")
+    centre = torch.full_like(princpt_crop_px, (crop_size - 1) / 2.0).to(cam_sxy.dtype)
+    return cam_crop_to_full(cam_sxy, centre, float(crop_size), focal_crop_px[..., 0].to(cam_sxy.dtype),
+                            princpt_crop_px.to(cam_sxy.dtype))
+
+
+def project_crop_px(joints_cam_m: torch.Tensor, focal_crop_px: torch.Tensor, princpt_crop_px: torch.Tensor) -> torch.Tensor:
+    """``(B, J, 3)`` crop-camera points -> ``(B, J, 2)`` crop pixels."""
+    return project_perspective(joints_cam_m, focal_crop_px.to(joints_cam_m.dtype), princpt_crop_px.to(joints_cam_m.dtype))
+
+
+def crop_px_to_norm(uv_crop_px: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """Crop pixels -> normalised crop coordinates ``(uv - (S - 1) / 2) / (S / 2)``."""
+    return (uv_crop_px - (crop_size - 1) / 2.0) / (crop_size / 2.0)
+
+
+def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Similarity-align ``pred (B, J, 3)`` to ``target (B, J, 3)`` (scale, rotation, translation; float64 SVD).
+
+    Returns the aligned prediction in ``pred``'s dtype (used for PA-MPJPE).
+    """
+    if pred.shape != target.shape or pred.dim() != 3 or pred.shape[-1] != 3:
+        raise ValueError(f"procrustes_align: expected two (B, J, 3) tensors, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    p = pred.double()
+    t = target.double()
+    mp, mt = p.mean(1, keepdim=True), t.mean(1, keepdim=True)
+    p0, t0 = p - mp, t - mt
+    cov = p0.transpose(1, 2) @ t0  # (B, 3, 3)
+    u, sv, vh = torch.linalg.svd(cov)
+    d = torch.sign(torch.det(u @ vh))
+    fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
+    rot = u @ fix @ vh  # p0 @ rot ~ t0
+    scale = (sv * torch.diagonal(fix, dim1=1, dim2=2)).sum(-1) / (p0 ** 2).sum((1, 2)).clamp_min(1e-12)
+    aligned = scale[:, None, None] * (p0 @ rot) + mt
+    return aligned.to(pred.dtype)
