@@ -34,10 +34,10 @@ def _root(
     """NeuralAnnot command line."""
 
 
-app.command("train", context_settings=_PASSTHROUGH)(train.train)
+app.command("train")(train.train)
 app.command("annotate", context_settings=_PASSTHROUGH)(annotate.annotate)
 app.command("fit-face", context_settings=_PASSTHROUGH)(fit_face.fit_face)
-app.command("integrate", context_settings=_PASSTHROUGH)(integrate.integrate)
+app.command("integrate")(integrate.integrate)
 app.command("evaluate", context_settings=_PASSTHROUGH)(evaluate.evaluate)
 app.add_typer(models.app, name="models")
 app.command("synth")(synth.synth)
