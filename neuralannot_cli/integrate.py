@@ -72,7 +72,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -720,8 +720,8 @@ def integrate_records(
         body_path, hand_path, face_path: file names used in error messages.
 
     Returns:
-        ``(records, summary)``: ``records[ann_id] = {"smplx_param": {...}, "cam_param": body's,
-        "integration": {...}}`` with flat lists (``body_pose`` 63, ``lhand_pose`` / ``rhand_pose`` 45,
+        ``(records, summary)``: ``records[ann_id] = {"smplx_param": {...}, "integration": {...}, ...}`` (other keys of
+        the body record, e.g. ``cam_param``, carried over) with flat lists (``body_pose`` 63, ``lhand_pose`` / ``rhand_pose`` 45,
         ``jaw_pose`` 3, ``expr`` num_expression_coeffs) and the validity flags.
 
     Raises:
@@ -843,9 +843,8 @@ def integrate_records(
             face_valid=bool(result.face_valid[i]),
         )
         euler_deg = torch.rad2deg(result.wrist_candidate_euler_rad[i])
-        new_rec: dict[str, Any] = {"smplx_param": sp}
-        if isinstance(rec, Mapping) and "cam_param" in rec:
-            new_rec["cam_param"] = rec["cam_param"]
+        new_rec: dict[str, Any] = dict(rec)  # keeps cam_param and any extra keys of the body record
+        new_rec["smplx_param"] = sp
         new_rec["integration"] = {
             "lwrist": status["left"],
             "rwrist": status["right"],
