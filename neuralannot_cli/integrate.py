@@ -720,9 +720,10 @@ def integrate_records(
         body_path, hand_path, face_path: file names used in error messages.
 
     Returns:
-        ``(records, summary)``: ``records[ann_id] = {"smplx_param": {...}, "integration": {...}, ...}`` (other keys of
-        the body record, e.g. ``cam_param``, carried over) with flat lists (``body_pose`` 63, ``lhand_pose`` / ``rhand_pose`` 45,
-        ``jaw_pose`` 3, ``expr`` num_expression_coeffs) and the validity flags.
+        ``(records, summary)``: ``records[ann_id] = {"smplx_param": {...}, "integration": {...}, ...}``
+        (other keys of the body record, e.g. ``cam_param``, carried over); ``smplx_param`` holds flat
+        lists (``body_pose`` 63, ``lhand_pose`` / ``rhand_pose`` 45, ``jaw_pose`` 3, ``expr``
+        num_expression_coeffs) and the flags ``lhand_valid`` / ``rhand_valid`` / ``face_valid``.
 
     Raises:
         DatasetFormatError: a missing or malformed field (one line naming the file and the field).
