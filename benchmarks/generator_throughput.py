@@ -49,7 +49,8 @@ def main() -> None:
             rows.append((kind, summary.num_images, summary.hidden_gt_file.parent.parent, dt))
         print(f"neuralannot synth throughput: {args.count} images per kind, {args.image_size}^2 px "
               f"(FreiHAND 224^2), torch {torch.__version__}, {torch.get_num_threads()} threads, "
-              f"{os.cpu_count()} CPUs, models: {'stand-in' if args.model_dir is None else args.model_dir}")
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+              f"models: {'stand-in' if args.model_dir is None else args.model_dir}")
         print(f"{'kind':<16}{'images':>8}{'seconds':>10}{'samples/s':>12}")
         for kind, n, _, dt in rows:
             print(f"{kind:<16}{n:>8}{dt:>10.2f}{n / dt:>12.1f}")
