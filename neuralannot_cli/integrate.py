@@ -462,7 +462,9 @@ def integrate_smplx(
     if forearm_dirs.dim() == 2:
         forearm_dirs = forearm_dirs.expand(batch, 2, 3)
     elif tuple(forearm_dirs.shape) != (batch, 2, 3):
-        raise ValueError(f"{fn}: forearm_dirs must have shape ({batch}, 2, 3) or (2, 3), got {tuple(forearm_dirs.shape)}")
+        raise ValueError(
+            f"{fn}: forearm_dirs must have shape ({batch}, 2, 3) or (2, 3), got {tuple(forearm_dirs.shape)}"
+        )
 
     hand_valid = inputs.hand_valid.to(torch.bool)
     face_valid = inputs.face_valid.to(torch.bool)
@@ -731,7 +733,9 @@ def integrate_records(
     bpath, hpath, fpath = Path(body_path), Path(hand_path), Path(face_path)
     for obj, p in ((body, bpath), (hand, hpath), (face, fpath)):
         if not isinstance(obj, Mapping):
-            raise _format_error(p, "<top level>", f"expected an object keyed by annotation id, got {type(obj).__name__}")
+            raise _format_error(
+                p, "<top level>", f"expected an object keyed by annotation id, got {type(obj).__name__}"
+            )
     ids = [str(k) for k in body.keys()]
     n_expr = int(smplx_model.num_expression_coeffs)
     rows: dict[str, list[Any]] = {k: [] for k in (
@@ -751,11 +755,14 @@ def integrate_records(
         rows["trans"].append(_numbers(_field(sp, "trans", bpath, swhere), (3,), bpath, f"{swhere}.trans"))
         body_rot = _cam_rotation(rec, bpath, where)  # body root in world coordinates when present
 
-        hglob, hpose, hvalid, flipped = np.tile(np.eye(3), (2, 1, 1)), np.zeros((2, 15, 3)), [False, False], [False, False]
+        hglob, hpose = np.tile(np.eye(3), (2, 1, 1)), np.zeros((2, 15, 3))
+        hvalid, flipped = [False, False], [False, False]
         hrec = hand.get(aid) if isinstance(hand, Mapping) else None
         if hrec is not None:
             if not isinstance(hrec, Mapping):
-                raise _format_error(hpath, where, f"expected an object with 'left' / 'right', got {type(hrec).__name__}")
+                raise _format_error(
+                    hpath, where, f"expected an object with 'left' / 'right', got {type(hrec).__name__}"
+                )
             for s, side in enumerate(SIDES):
                 entry = hrec.get(side)
                 if not _is_valid(entry):
