@@ -1,15 +1,63 @@
-"""``neuralannot fit-face``: FLAME fitting to 2D face landmarks."""
+"""``neuralannot fit-face``: FLAME fitting to the 68 COCO-WholeBody face keypoints (library: :mod:`neuralannot_cli.fit.face`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
-from neuralannot_cli.cli._common import not_yet_built
+from neuralannot_cli.cli._common import err_console, fail
 
 
-def fit_face(ctx: typer.Context) -> None:
-    """Fit FLAME (global rotation, jaw, shape, expression) to COCO-WholeBody face keypoints.
+def fit_face(
+    coco_wholebody_json: Annotated[Path, typer.Argument(
+        help="COCO-WholeBody annotation file (coco_wholebody_{train,val}_v1.0.json).", exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output JSON (written atomically), keyed by ann id.",
+                                      dir_okay=False)],
+    model_dir: Annotated[Optional[Path], typer.Option(
+        help="Folder with the FLAME files (else $NEURALANNOT_BODY_MODELS, the user folder, then the stand-in).",
+        envvar="NEURALANNOT_BODY_MODELS", exists=True)] = None,
+    batch_size: Annotated[int, typer.Option(help="Faces optimised together in one batch.", min=1)] = 64,
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda:0.")] = "cpu",
+    min_visible: Annotated[int, typer.Option(help="Skip faces with fewer labelled face keypoints.", min=1)] = 10,
+    iterations_scale: Annotated[float, typer.Option(help="Multiply every stage's iteration count.", min=0.01)] = 1.0,
+    optimizer: Annotated[str, typer.Option(help="'adam' (samples independent) or 'lbfgs' (SMPLify-X).")] = "adam",
+    omit_skipped: Annotated[bool, typer.Option(help="Leave skipped faces out of the file (readers that test "
+                                                    "'str(aid) in params').")] = False,
+) -> None:
+    """Fit FLAME (global rotation, jaw, shape 10, expression 10, translation) to COCO-WholeBody face keypoints.
 
-    Example: neuralannot fit-face coco_wholebody_train_v1.0.json --out face.json
+    Faces with face_valid false, no face box or fewer than --min-visible labelled keypoints are recorded
+    with face_valid false and a skip_reason. The camera is the image's default (focal sqrt(W^2+H^2) px,
+    principal point at the centre) unless the loader provides intrinsics.
+
+    Example: neuralannot fit-face annotations/coco_wholebody_train_v1.0.json --out MSCOCO_train_FLAME.json
     """
-    not_yet_built("fit-face", 5, "SMPLify-X-style FLAME fitting to the 68 face keypoints")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if optimizer not in ("adam", "lbfgs"):
+        fail(f"--optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
+    try:
+        import torch
+
+        from neuralannot_cli.body import load_body_model
+        from neuralannot_cli.data.coco_wholebody import load_coco_wholebody
+        from neuralannot_cli.fit.engine import default_fit_config
+        from neuralannot_cli.fit.face import face_records_to_json, fit_faces
+        from neuralannot_cli.io.atomic import atomic_write_json
+
+        path = coco_wholebody_json.resolve()
+        samples = load_coco_wholebody(path.parent.parent, annotation_path=path, skip_without_keypoints=False)
+        model = load_body_model("flame", model_dir=model_dir, device=torch.device(device))
+        config = default_fit_config("face", optimizer=optimizer, iterations_scale=iterations_scale)  # type: ignore[arg-type]
+        with Progress(TextColumn("fit-face"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err_console, transient=False) as progress:
+            task = progress.add_task("faces", total=len(samples))
+            records = fit_faces(samples, model=model, config=config, min_visible=min_visible, batch_size=batch_size,
+                                progress=lambda done, total: progress.update(task, completed=done, total=total))
+        atomic_write_json(out, face_records_to_json(records, omit_skipped=omit_skipped))
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    fitted = sum(r.face_valid for r in records)
+    err_console.print(f"fit-face: {fitted} of {len(records)} faces fitted, {len(records) - fitted} skipped -> {out}")
