@@ -1,17 +1,106 @@
-"""``neuralannot train``: Algorithm 1 of NeuralAnnot (body or hand)."""
+"""``neuralannot train``: Algorithm 1 of NeuralAnnot (body or hand); a thin layer over :mod:`neuralannot_cli.train`."""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
-from neuralannot_cli.cli._common import not_yet_built
+from neuralannot_cli.cli._common import fail
+
+
+class _Part(str, Enum):
+    body = "body"
+    hand = "hand"
+
+
+class _Backbone(str, Enum):
+    resnet18 = "resnet18"
+    resnet34 = "resnet34"
+    resnet50 = "resnet50"
+
+
+def _parse_datasets(values: list[str] | None, option: str) -> dict[str, str] | None:
+    """``['h36m=/data/h36m', 'mpi3dhp']`` -> ``{'h36m': '/data/h36m', 'mpi3dhp': ''}`` (roots from YAML)."""
+    if not values:
+        return None
+    out: dict[str, str] = {}
+    for value in values:
+        name, _, root = value.partition("=")
+        name = name.strip().replace("-", "_")
+        if not name:
+            fail(f"{option}: expected NAME=ROOT or NAME, got {value!r}")
+        out[name] = root.strip()
+    return out
 
 
 def train(
-    ctx: typer.Context,
+    part: Annotated[Optional[_Part], typer.Option(help="What to annotate: SMPL-X 'body' or MANO 'hand'.")] = None,
+    aux: Annotated[Optional[list[str]], typer.Option(
+        help="Auxiliary 3D set as KIND=ROOT (repeatable): body h36m, mpi3dhp; hand freihand, interhand. "
+             "KIND alone takes its root from --config.")] = None,
+    target: Annotated[Optional[list[str]], typer.Option(help="Target 2D set as KIND=ROOT (coco_wholebody).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory.", file_okay=False)] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of options (CLI values win).",
+                                                   exists=True, dir_okay=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs of each stage.", min=0)] = None,
+    stage1_epochs: Annotated[Optional[int], typer.Option(help="Stage-1 epochs (overrides --epochs).", min=0)] = None,
+    stage2_epochs: Annotated[Optional[int], typer.Option(help="Stage-2 epochs (overrides --epochs).", min=0)] = None,
+    prior_epochs: Annotated[Optional[int], typer.Option(help="Epochs of the learned VPoser.", min=0)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch per process (even; stage 2 half aux/half "
+                                                           "target).", min=2)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default 1e-4).")] = None,
+    lr_decay_epochs: Annotated[Optional[list[int]], typer.Option(help="Epoch (per stage) at which lr *= 0.1; "
+                                                                      "repeatable.")] = None,
+    input_size: Annotated[Optional[int], typer.Option(help="Crop side in px (default 256).", min=16)] = None,
+    backbone: Annotated[Optional[_Backbone], typer.Option(help="ResNet depth (default resnet50).")] = None,
+    backbone_weights: Annotated[Optional[Path], typer.Option(help="ImageNet weights (.pth/.safetensors, "
+                                                                  "torchvision names).", exists=True)] = None,
+    prior: Annotated[Optional[str], typer.Option(help="'learned' (from stage-1 Θ*), 'none', 'mano' (hand PCA of "
+                                                      "the model file) or a VPoser v2 checkpoint path.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (torchrun: per local rank).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader workers.", min=0)] = None,
+    model_dir: Annotated[Optional[Path], typer.Option(
+        help="Folder of SMPL-X / MANO files (else $NEURALANNOT_BODY_MODELS, the user folder, then the stand-in).",
+        envvar="NEURALANNOT_BODY_MODELS", exists=True)] = None,
+    max_samples: Annotated[Optional[int], typer.Option(help="Use the first N samples of each set (debug).",
+                                                       min=1)] = None,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Scale/rotation/colour "
+                                                                                   "jitter.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last completed "
+                                                          "epoch.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bar.")] = True,
 ) -> None:
-    """Train NeuralAnnot (stage 1 per auxiliary set, pose prior, stage 2 on mixed batches).
+    """Train NeuralAnnot: a stage-1 network per auxiliary set, its pseudo-GT Θ*, the pose prior, then stage 2
+    on half-aux/half-target batches; writes model.safetensors + prior/ + config.json into --out.
 
-    Example: neuralannot train --part body --aux h36m --target coco --epochs 10
+    Example: neuralannot train --part body --aux h36m=/data/Human36M --target coco_wholebody=/data/coco
+    --epochs 10 --batch-size 32 --out runs/body   (multi-GPU: torchrun --nproc-per-node 4 -m neuralannot_cli train ...)
     """
-    not_yet_built("train", 4, "Algorithm 1 (stage-1 networks, pose prior, stage 2 on half/half batches)")
+    from neuralannot_cli.train.algorithm import train as run_train
+    from neuralannot_cli.train.config import config_from_options, load_yaml_options
+
+    try:
+        yaml_options = load_yaml_options(config) if config is not None else {}
+        cli = {
+            "part": part.value if part else None, "aux": _parse_datasets(aux, "--aux"),
+            "target": _parse_datasets(target, "--target"), "out_dir": str(out) if out else None,
+            "epochs": epochs, "stage1_epochs": stage1_epochs, "stage2_epochs": stage2_epochs,
+            "prior_epochs": prior_epochs, "batch_size": batch_size, "lr": lr,
+            "lr_decay_epochs": tuple(lr_decay_epochs) if lr_decay_epochs else None, "input_size": input_size,
+            "backbone": backbone.value if backbone else None,
+            "backbone_weights": str(backbone_weights) if backbone_weights else None, "prior": prior,
+            "device": device, "seed": seed, "workers": workers, "model_dir": str(model_dir) if model_dir else None,
+            "max_samples": max_samples, "augment": augment, "progress": progress,
+        }
+        cfg = config_from_options(yaml_options, cli)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        fail(str(exc))
+    try:
+        result = run_train(cfg, resume=resume)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    typer.echo(f"annotator written to {result.out_dir} (config.json, model.safetensors, prior/)")

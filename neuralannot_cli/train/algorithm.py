@@ -207,23 +207,6 @@ class _Run:
         self.ctx = setup_distributed(config.device)
         self.device = self.ctx.device
         self.out = Path(config.out_dir)
-        self.progress_file = Progress(self.out)
-        cfg_dict = config_to_dict(config)
-        if self.progress_file.exists:
-            if not resume:
-                raise ValueError(f"{self.out}: holds a training run already (state/progress.json); pass --resume "
-                                 "to continue it or choose another --out")
-            old = self.progress_file.data.get("config") or {}
-            diff = sorted(k for k in cfg_dict if k not in RESUME_MUTABLE_FIELDS and old.get(k) != cfg_dict[k])
-            if diff:
-                raise ValueError(f"{self.progress_file.path}: config: --resume needs the same options as the "
-                                 f"interrupted run; differing: {diff}")
-        self.ctx.barrier()
-        if self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            if not self.progress_file.exists:
-                self.progress_file.set_config(cfg_dict)
-        self.ctx.barrier()
         self.weights = _loss_weights(config)
         self.model_type = "smplx" if config.part == "body" else "mano"
         self.body_model = load_body_model(self.model_type, model_dir=config.model_dir, device=self.device)
@@ -246,6 +229,23 @@ class _Run:
         if not tsamples:
             raise ValueError(f"{troot}: target set {tkind} has no labelled {config.part} samples")
         self.target_samples = (tsamples, tmirror)
+        self.progress_file = Progress(self.out)
+        cfg_dict = config_to_dict(config)
+        if self.progress_file.exists:
+            if not resume:
+                raise ValueError(f"{self.out}: holds a training run already (state/progress.json); pass --resume "
+                                 "to continue it or choose another --out")
+            old = self.progress_file.data.get("config") or {}
+            diff = sorted(k for k in cfg_dict if k not in RESUME_MUTABLE_FIELDS and old.get(k) != cfg_dict[k])
+            if diff:
+                raise ValueError(f"{self.progress_file.path}: config: --resume needs the same options as the "
+                                 f"interrupted run; differing: {diff}")
+        self.ctx.barrier()
+        if self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if not self.progress_file.exists:
+                self.progress_file.set_config(cfg_dict)
+        self.ctx.barrier()
 
     # ------------------------------------------------------------------------------------------- epochs
 

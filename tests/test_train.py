@@ -1,0 +1,213 @@
+"""neuralannot train: config, dataset assembly, the annotator's camera conversion, and learning on synthetic sets.
+
+The learning tests generate tiny synthetic sets with ``neuralannot_cli.data.synth`` (stand-in body models) and
+train on the CPU; the longer, more convincing run is marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuralannot_cli.train.config import TrainConfig, config_from_dict, config_from_options, config_to_dict, load_yaml_options
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def make_synth(root: Path, model_dir: Path, kind: str, count: int, size: int, seed: int, **kw) -> Path:
+    from neuralannot_cli.data.synth import SynthConfig, generate
+
+    out = root / kind
+    if not out.exists():
+        generate(SynthConfig(kind=kind, out_dir=out, count=count, image_size=size, seed=seed, model_dir=model_dir,
+                             **kw).checked())
+    return out
+
+
+@pytest.fixture(scope="session")
+def body_sets(tmp_path_factory, standin_dir) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train_sets")
+    return {
+        "h36m": make_synth(root, standin_dir, "h36m", 24, 64, 1, subjects=(1,)),
+        "coco": make_synth(root, standin_dir, "coco-wholebody", 24, 64, 2),
+    }
+
+
+def body_config(sets: dict[str, Path], standin_dir: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(part="body", aux=(("h36m", str(sets["h36m"])),), target=(("coco_wholebody", str(sets["coco"])),),
+                out_dir=str(out), stage1_epochs=1, stage2_epochs=1, prior_epochs=2, prior_dim=8, batch_size=8,
+                input_size=32, lr=1e-3, backbone="resnet18", model_dir=str(standin_dir), augment=False, prior="none",
+                dataset_options=(("h36m", (("subjects", (1,)),)),), progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def read_metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------------- config
+
+
+def test_config_yaml_then_cli_override(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        "part: body\naux: {h36m: /data/h36m, mpi3dhp: /data/mpi}\ntarget: {coco_wholebody: /data/coco}\n"
+        "epochs: 3\nbatch_size: 16\nlr_decay_epochs: [2]\nbackbone: resnet18\nout: /tmp/run\n")
+    y = load_yaml_options(tmp_path / "c.yaml")
+    cfg = config_from_options(y, {"batch_size": 4, "aux": {"h36m": ""}, "stage2_epochs": 7, "lr": None})
+    assert cfg.batch_size == 4 and cfg.stage1_epochs == 3 and cfg.stage2_epochs == 7
+    assert cfg.aux == (("h36m", "/data/h36m"),)  # name from the CLI, root from YAML
+    assert cfg.lr == 1e-4 and cfg.lr_decay_epochs == (2,) and cfg.out_dir == "/tmp/run"
+    assert config_from_dict(json.loads(json.dumps(config_to_dict(cfg)))) == cfg
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"part": "face"}, "part"),
+    ({"aux": (("coco_wholebody", "/x"),)}, "aux"),
+    ({"batch_size": 3}, "batch_size"),
+    ({"backbone": "vgg"}, "backbone"),
+    ({"prior": "/no/such/file.ckpt"}, "prior"),
+])
+def test_config_rejects_bad_values(bad, match):
+    base = dict(part="body", aux=(("h36m", "/d"),), target=(("coco_wholebody", "/c"),), out_dir="/o")
+    base.update(bad)
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**base)
+
+
+def test_yaml_unknown_key(tmp_path):
+    (tmp_path / "c.yaml").write_text("part: body\nbogus: 1\n")
+    with pytest.raises(ValueError, match="bogus"):
+        load_yaml_options(tmp_path / "c.yaml")
+
+
+# ----------------------------------------------------------------------------------- datasets / mirroring
+
+
+def test_mirrored_left_hand_crops_map_back(body_sets):
+    from neuralannot_cli.data.loaders import load_dataset
+    from neuralannot_cli.data.pipeline import transform_points
+    from neuralannot_cli.train.datasets import make_dataset, part_target_samples
+
+    samples, mirrored = part_target_samples(load_dataset("coco_wholebody", body_sets["coco"]), "hand")
+    assert any(mirrored) and not all(mirrored)
+    i = mirrored.index(True)
+    ds = make_dataset(samples, mirrored, 48, augment=False, seed=0)
+    plain = make_dataset(samples, [False] * len(samples), 48, augment=False, seed=0)
+    item, ref = ds[i], plain[i]
+    assert bool(item["mirrored"]) and samples[i].extras["hand_side"] == "left"
+    torch.testing.assert_close(item["image"], torch.flip(ref["image"], dims=[-1]))
+    # mirrored crop keypoints go back to the original image keypoints through the mirrored affine's inverse
+    back = transform_points(item["keypoints_2d_crop_px"].double(), item["crop_affine_inv"].double())
+    np.testing.assert_allclose(back.numpy(), samples[i].keypoints_2d_px, atol=2e-3)
+    np.testing.assert_allclose(item["keypoints_2d_crop_px"][:, 0].numpy(), 47 - ref["keypoints_2d_crop_px"][:, 0].numpy(), atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------- the annotator
+
+
+def test_annotator_camera_conversion_is_exact(tmp_path, standin_dir, body_sets):
+    """keypoints_2d_px = projection of body model(params, transl) with (focal, princpt); through the crop
+    affine they are the crop projection of the network's camera; transl equals CLIFF's cam_crop_to_full."""
+    from torch.utils.data import default_collate
+
+    from neuralannot_cli.body import load_body_model
+    from neuralannot_cli.camera import cam_crop_to_full, project_weak_persp
+    from neuralannot_cli.data.loaders import load_dataset
+    from neuralannot_cli.data.pipeline import transform_points
+    from neuralannot_cli.nets.heads import Stage2Net
+    from neuralannot_cli.train.checkpoint import atomic_save_tensors, atomic_write_json
+    from neuralannot_cli.train.datasets import make_dataset, part_target_samples
+    from neuralannot_cli.train.inference import annotator_config, load_annotator
+
+    torch.manual_seed(3)
+    net = Stage2Net("body", 18, None)
+    with torch.no_grad():  # make the camera and pose non-trivial
+        net.decoder.fc.bias[-3:] += torch.tensor([0.3, 0.05, -0.1])
+        net.decoder.fc.weight.mul_(20)
+    atomic_save_tensors(net.state_dict(), tmp_path / "model.safetensors")
+    atomic_write_json(annotator_config(part="body", model_type="smplx", backbone_depth=18, code_dim=None, input_size=40,
+                                       has_prior=False, train_config={"model_dir": str(standin_dir)}),
+                      tmp_path / "config.json")
+    ann = load_annotator(tmp_path, "cpu")
+    assert (ann.part, ann.model_type, ann.input_size, ann.joint_set, ann.num_joints) == ("body", "smplx", 40, "coco_wholebody_133", 23)
+
+    samples, mirrored = part_target_samples(load_dataset("coco_wholebody", body_sets["coco"]), "body")
+    ds = make_dataset(samples[:4], mirrored[:4], 40, augment=False, seed=0)
+    batch = default_collate([ds[i] for i in range(4)])
+    pred = ann.predict(batch)
+
+    # independent reference in float64
+    bm = load_body_model("smplx", model_dir=standin_dir, dtype=torch.float64)
+    out = bm(root_rotvec=pred.root_rotvec.double(), body_pose_rotvecs=pred.pose_rotvecs.double(),
+             betas=pred.betas.double(), transl_m=pred.transl_cam_m.double())
+    joints = bm.joints_in(out, "coco_wholebody_133")[:, :23]
+    f, c = batch["focal_px"].double(), batch["princpt_px"].double()
+    uv = f[:, None] * joints[..., :2] / joints[..., 2:] + c[:, None]
+    torch.testing.assert_close(pred.keypoints_2d_px.double(), uv, atol=2e-3, rtol=1e-4)
+    torch.testing.assert_close(pred.joints_3d_cam_mm.double(), joints * 1000, atol=0.05, rtol=1e-4)
+
+    # the translation is CLIFF's full-image conversion of the crop camera (box and intrinsics of the original)
+    box = batch["bbox_xywh_px"].double()
+    centre, side = box[:, :2] + box[:, 2:] / 2, box[:, 2]
+    transl_ref = cam_crop_to_full(pred.cam_sxy.double(), centre, side, f[:, 0], c)
+    torch.testing.assert_close(pred.transl_cam_m.double(), transl_ref, atol=1e-4, rtol=1e-4)
+
+    # through the crop affine: the crop projection with the crop camera ...
+    uv_crop = transform_points(pred.keypoints_2d_px.double(), batch["crop_affine"].double())
+    fc, cc = batch["focal_crop_px"].double(), batch["princpt_crop_px"].double()
+    uv_crop_ref = fc[:, None] * joints[..., :2] / joints[..., 2:] + cc[:, None]
+    torch.testing.assert_close(uv_crop, uv_crop_ref, atol=2e-3, rtol=1e-4)
+    # ... and the model origin (translation point) lands where the weak perspective puts it
+    origin_full = f * pred.transl_cam_m.double()[:, :2] / pred.transl_cam_m.double()[:, 2:] + c
+    origin_crop = transform_points(origin_full[:, None], batch["crop_affine"].double())[:, 0]
+    weak = project_weak_persp(torch.zeros(4, 1, 3, dtype=torch.float64), pred.cam_sxy.double())[:, 0]
+    torch.testing.assert_close((origin_crop - 19.5) / 20.0, weak, atol=1e-4, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ learning
+
+
+def _mpjpe_pa(pred_mm: torch.Tensor, gt_mm: torch.Tensor) -> float:
+    from neuralannot_cli.train.geometry import procrustes_align
+
+    return float((procrustes_align(pred_mm.double(), gt_mm.double()) - gt_mm.double()).norm(dim=-1).mean())
+
+
+def test_body_train_end_to_end_learns(tmp_path, standin_dir, body_sets):
+    from neuralannot_cli.train.algorithm import train
+    from neuralannot_cli.train.checkpoint import load_tensors
+
+    out = tmp_path / "run"
+    cfg = body_config(body_sets, standin_dir, out, stage1_epochs=6, stage2_epochs=4, prior="learned")
+    train(cfg)
+    for name in ("model.safetensors", "config.json", "prior/prior.json", "stage1_h36m.safetensors",
+                 "theta_star_h36m.safetensors", "metrics.jsonl", "state/progress.json"):
+        assert (out / name).is_file(), name
+    metrics = read_metrics(out)
+    ts = next(m for m in metrics if m["stage"] == "theta_star_h36m")
+    # stage 1 (GT 3D as input) beats the mean pose by far, root-aligned and after Procrustes
+    assert ts["theta_star_mpjpe_mm"] < 0.5 * ts["mean_pose_mpjpe_mm"], ts
+    assert ts["theta_star_pa_mpjpe_mm"] < 0.8 * ts["mean_pose_pa_mpjpe_mm"], ts
+    theta = load_tensors(out / "theta_star_h36m.safetensors")
+    assert theta["pose_rotvecs"].shape == (24, 21, 3) and sorted(theta["index"].tolist()) == list(range(24))
+    s2 = [m for m in metrics if m["stage"] == "stage2"]
+    assert len(s2) == 4 and all(m["skipped_steps"] == 0 for m in s2)
+    assert s2[-1]["target_2d_err_px"] < 0.8 * s2[0]["target_2d_err_px"], [m["target_2d_err_px"] for m in s2]
+
+
+def test_resume_refuses_existing_run_without_flag(tmp_path, standin_dir, body_sets):
+    from neuralannot_cli.train.checkpoint import Progress
+
+    out = tmp_path / "run"
+    Progress(out).set_config({"part": "body"})
+    from neuralannot_cli.train.algorithm import train
+
+    with pytest.raises(ValueError, match="--resume"):
+        train(body_config(body_sets, standin_dir, out))
+    with pytest.raises(ValueError, match="differing"):
+        train(body_config(body_sets, standin_dir, out), resume=True)
