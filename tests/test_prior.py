@@ -137,6 +137,10 @@ class _ForeignHyperParams:
         return (_side_effect, (str(self.marker),))
 
 
+class _AttrDict(dict):
+    """Like Lightning's AttributeDict (a dict subclass, pickled with SETITEMS)."""
+
+
 def test_load_lightning_ckpt_matches_reference_decode(tmp_path):
     state = _random_vposer_state(0)
     marker = tmp_path / "side_effect_ran"
@@ -147,7 +151,8 @@ def test_load_lightning_ckpt_matches_reference_decode(tmp_path):
             **{f"vp_model.{k}": v for k, v in state.items()},
             "bm_train.v_template": torch.zeros(4, 3),  # the trainer's body-model buffers, ignored
         },
-        "hyper_parameters": _ForeignHyperParams(marker),
+        "hyper_parameters": _AttrDict(cfg=_ForeignHyperParams(marker), lr=1e-3),
+        "callbacks": {_ForeignHyperParams: {"best_model_score": torch.tensor(0.03)}},  # Lightning 1.x: type keys
     }
     path = tmp_path / "V02_05_epoch=13_val_loss=0.03.ckpt"
     torch.save(ckpt, path)

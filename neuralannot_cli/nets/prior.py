@@ -178,7 +178,9 @@ class _NormalDistHead(nn.Module):
         return self.mu(h), F.softplus(self.logvar(h))
 
 
-def vposer_state_dict_shapes(num_joints: int = 21, latent_dim: int = 32, hidden: int = 512) -> dict[str, tuple[int, ...]]:
+def vposer_state_dict_shapes(
+    num_joints: int = 21, latent_dim: int = 32, hidden: int = 512
+) -> dict[str, tuple[int, ...]]:
     """The exact ``state_dict`` key -> shape map of VPoser v2 (what ``V02_05`` holds under ``vp_model.``)."""
     k3, k6, h, z = 3 * num_joints, 6 * num_joints, hidden, latent_dim
     shapes: dict[str, tuple[int, ...]] = {}
@@ -478,7 +480,9 @@ def train_vposer(
     n, num_joints = int(pose_rotvecs.shape[0]), int(pose_rotvecs.shape[1])
     data = pose_rotvecs.detach().to(device=device, dtype=torch.float32)
     data_rotmats = rotvec_to_rotmat(data)
-    fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    fork_devices = []
+    if device.type == "cuda":
+        fork_devices = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
         prior = VPoserPrior(num_joints=num_joints, latent_dim=latent_dim, hidden=hidden).to(device)
@@ -692,12 +696,15 @@ def save_prior(prior: PosePrior, directory: str | os.PathLike) -> Path:
     from safetensors.torch import save_file
 
     if not isinstance(prior, PosePrior) or type(prior).kind not in _KINDS:
-        raise TypeError(f"save_prior: expected a VPoserPrior, PCAPosePrior or IdentityPosePrior, got {type(prior).__name__}")
+        raise TypeError(
+            f"save_prior: expected a VPoserPrior, PCAPosePrior or IdentityPosePrior, got {type(prior).__name__}"
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in prior.state_dict().items()}
     config = {"format": _CONFIG_FORMAT, "version": _CONFIG_VERSION, "kind": type(prior).kind, "params": prior.config()}
-    _atomic_write(directory / PRIOR_WEIGHTS_FILENAME, lambda tmp: save_file(tensors, tmp, metadata={"format": _CONFIG_FORMAT}))
+    metadata = {"format": _CONFIG_FORMAT}
+    _atomic_write(directory / PRIOR_WEIGHTS_FILENAME, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
     def write_json(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
