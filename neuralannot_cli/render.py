@@ -273,7 +273,8 @@ def _group_by_tile(tile: torch.Tensor) -> dict[int, torch.Tensor]:
 
 def _pack_keys(inv_z: torch.Tensor, face_ids: torch.Tensor) -> torch.Tensor:
     """int64 keys ordered by depth (nearest = smallest), ties broken by the lower face id."""
-    bits = inv_z.contiguous().view(torch.int32).long()  # monotonic in inv_z for positive floats
+    # clamp: rounding at a triangle's edge must not make 1/z negative (its bits would wrap the key)
+    bits = inv_z.clamp(min=0.0).view(torch.int32).long()  # monotonic in inv_z for positive floats
     return ((_INT32_MAX - bits) << 32) | face_ids
 
 
