@@ -57,6 +57,8 @@ def fit_face(
             records = fit_faces(samples, model=model, config=config, min_visible=min_visible, batch_size=batch_size,
                                 progress=lambda done, total: progress.update(task, completed=done, total=total))
         atomic_write_json(out, face_records_to_json(records, omit_skipped=omit_skipped))
+    except KeyError as exc:  # pycocotools indexing a field the file lacks
+        fail(f"{coco_wholebody_json}: missing field {exc.args[0]!r}")
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     fitted = sum(r.face_valid for r in records)
