@@ -285,3 +285,12 @@ def test_loss_target_needs_3d_for_aux_samples():
             torch.zeros(2, 5, 2), torch.zeros(2, 5, 2), torch.ones(2, 5), torch.zeros(2, 21, 3),
             torch.ones(2, dtype=torch.bool), input_size=0,
         )
+
+
+def test_loss_weights_for_part():
+    assert LossWeights.for_part("body") == LossWeights()
+    hand = LossWeights.for_part("hand")
+    assert hand.w_3d == 10.0 and hand.lambda_ax == LossWeights().lambda_ax
+    assert LossWeights.for_part("hand", w_3d=2.0, lambda_tg=0.0) == LossWeights(w_3d=2.0, lambda_tg=0.0)
+    with pytest.raises(ValueError, match="part"):
+        LossWeights.for_part("face")  # type: ignore[arg-type]
