@@ -170,7 +170,8 @@ def test_forward_matches_functional_reference(depth):
     images = torch.randn(2, 3, 40, 64, generator=gen, dtype=torch.float64)
     featmap = net.forward_featmap(images)
     assert featmap.shape == (2, net.out_channels, 2, 2)  # ceil(40/32), 64/32
-    ref = _reference_resnet(images, {k: v.double() if v.is_floating_point() else v for k, v in net.state_dict().items()})
+    state = {k: v.double() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    ref = _reference_resnet(images, state)
     torch.testing.assert_close(featmap, ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(net(images), ref.mean(dim=(2, 3)), rtol=1e-10, atol=1e-10)
 
@@ -199,7 +200,10 @@ def _torchvision_like_state(depth: int, seed: int) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     state = {}
     for k, v in ResNetBackbone(depth).state_dict().items():
-        state[k] = torch.randint(0, 100, v.shape, generator=gen) if not v.is_floating_point() else torch.randn(v.shape, generator=gen)
+        if v.is_floating_point():
+            state[k] = torch.randn(v.shape, generator=gen)
+        else:
+            state[k] = torch.randint(0, 100, v.shape, generator=gen)
     c = 2048 if depth == 50 else 512
     state["fc.weight"] = torch.randn(1000, c, generator=gen)
     state["fc.bias"] = torch.randn(1000, generator=gen)

@@ -225,7 +225,9 @@ class Stage1Net(nn.Module):
         valid = torch.isfinite(joints_3d_rel_m).all(dim=-1, keepdim=True)
         if joints_conf is not None:
             if tuple(joints_conf.shape) != (b, j):
-                raise ValueError(f"Stage1Net.forward: joints_conf must have shape ({b}, {j}), got {tuple(joints_conf.shape)}")
+                raise ValueError(
+                    f"Stage1Net.forward: joints_conf must have shape ({b}, {j}), got {tuple(joints_conf.shape)}"
+                )
             valid = valid & (joints_conf > 0).unsqueeze(-1)
         joints = torch.where(valid, joints_3d_rel_m, torch.zeros_like(joints_3d_rel_m))
         feat = torch.cat([self.backbone(images), self.pose_mlp(joints.flatten(1).to(images.dtype))], dim=-1)
@@ -295,7 +297,9 @@ class Stage2Net(nn.Module):
         pose_code = pose6d = pose_rotvecs = None
         if self.code_dim is None:
             if prior is not None:
-                raise ValueError("Stage2Net.forward: this network regresses rotations directly (code_dim=None); pass no prior")
+                raise ValueError(
+                    "Stage2Net.forward: this network regresses rotations directly (code_dim=None); pass no prior"
+                )
             pose6d = pose.unflatten(-1, (k, 6))
             pose_rotvecs = rot6d_to_rotvec(pose6d)
         else:
