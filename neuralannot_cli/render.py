@@ -512,7 +512,9 @@ def render_batch(
         b1 = min(batch, b0 + per_pass)
         nb = b1 - b0
         with torch.no_grad():
-            setup = _setup_faces(verts[b0:b1], faces_t, focal[b0:b1], princpt[b0:b1], height, width, near, cull_backfaces)
+            setup = _setup_faces(
+                verts[b0:b1], faces_t, focal[b0:b1], princpt[b0:b1], height, width, near, cull_backfaces
+            )
             keys = _rasterise(setup, num_faces, nb, height, width, max_candidates)
             pix = _where_lt(keys, _EMPTY_KEY)
             if pix.numel() == 0:
@@ -654,7 +656,8 @@ def draw_keypoints(
     pts[visible] = np.rint(kp[visible] * (1 << shift)).astype(np.int64)
     for i, j in skeleton or ():
         if visible[i] and visible[j]:
-            cv2.line(out, tuple(map(int, pts[i])), tuple(map(int, pts[j])), col, max(1, radius // 2), cv2.LINE_AA, shift)
+            thickness = max(1, radius // 2)
+            cv2.line(out, tuple(map(int, pts[i])), tuple(map(int, pts[j])), col, thickness, cv2.LINE_AA, shift)
     for i in np.flatnonzero(visible):
         cv2.circle(out, tuple(map(int, pts[i])), int(radius) << shift, col, -1, cv2.LINE_AA, shift)
     return out
