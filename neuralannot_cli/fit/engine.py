@@ -37,8 +37,8 @@ body       1 camera: root, transl (torso joints)          60           -
 body       2 pose: + body pose, betas                     120          (100, 10, -, 30)
 body       3 refine: same, lower priors                   120          (20, 2, -, 10)
 hand       1 camera: root, transl (palm joints)           60           -
-hand       2 pose: + hand pose, betas                     120          (50, 10, -, -)
-hand       3 refine                                       120          (10, 2, -, -)
+hand       2 pose: + hand pose, betas                     120          (5, 10, -, -)
+hand       3 refine                                       120          (1, 2, -, -)
 face       1 camera: root, transl (nose + eye landmarks)  60           -
 face       2 face: + jaw, expression, shape               150          (jaw 200, 20, 5, -)
 face       3 refine                                       150          (jaw 50, 5, 1, -)
@@ -235,8 +235,8 @@ def default_fit_config(
     if part == "hand":
         stages = (
             StageConfig("camera", it(60), ("global",), torso_only=True),
-            StageConfig("pose", it(120), ("global", "pose", "shape"), pose_prior=50.0, shape_prior=10.0, joints_3d=w3d),
-            StageConfig("refine", it(120), ("global", "pose", "shape"), pose_prior=10.0, shape_prior=2.0, joints_3d=w3d),
+            StageConfig("pose", it(120), ("global", "pose", "shape"), pose_prior=5.0, shape_prior=10.0, joints_3d=w3d),
+            StageConfig("refine", it(120), ("global", "pose", "shape"), pose_prior=1.0, shape_prior=2.0, joints_3d=w3d),
         )
         return FitConfig(stages, optimizer=optimizer, sigma_px=50.0)
     if part == "face":
