@@ -21,7 +21,7 @@ Steps (each resumable, see :mod:`.checkpoint` for the files):
    on target samples, and on aux samples the root-aligned 3D L1 + ``Σ|θ - θ*|``. The projection uses each
    item's crop camera (:mod:`.geometry`), so the network's camera converts exactly to the original image.
    After each epoch the target 2D error (px, original image, on up to ``eval_samples`` target samples, no
-   augmentation) goes to ``metrics.jsonl``.
+   augmentation) goes to ``metrics.jsonl`` (and once before training, as stage ``stage2_init``).
 4. The annotator (``model.safetensors``, ``prior/``, ``config.json``) is written by rank 0.
 
 Learning-rate schedule: ``lr * lr_decay_factor ** (number of lr_decay_epochs <= epoch)`` set at the start of
@@ -496,9 +496,11 @@ class _Run:
             aux.set_epoch(epoch)
             target.set_epoch(epoch)
             record = self._train_loop(step, epoch, loader, model, optimizer, loss_fn)
-            record["target_2d_err_px"] = self.target_2d_error(unwrap(model), prior, eval_loader)
+            record.update(self.target_2d_error(unwrap(model), prior, eval_loader))
             return record
 
+        if not (self.out / "state" / f"{step}.json").is_file():  # fresh start: the untrained network's error
+            self.log.write({"stage": "stage2_init", **self.target_2d_error(net, prior, eval_loader)})
         self._epochs(step, model, optimizer, config.stage2_epochs, run_epoch)
         if self.ctx.is_main:
             self.save_annotator(unwrap(model), prior)
@@ -506,23 +508,27 @@ class _Run:
         self.ctx.barrier()
 
     @torch.no_grad()
-    def target_2d_error(self, net, prior, loader) -> float:
-        """Mean 2D error (px, original image) of the projected target joints on labelled keypoints."""
+    def target_2d_error(self, net, prior, loader) -> dict[str, float]:
+        """2D error (px, original image) of the projected target joints on labelled keypoints: the mean over
+        keypoints (``target_2d_err_px``) and the median of the per-sample means (``target_2d_err_px_median``,
+        robust to a sample whose body crosses the camera plane)."""
+        from neuralannot_cli.data.pipeline import transform_points
+
         was_training = net.training
         net.eval()
-        total, count = 0.0, 0.0
+        total, count, per_sample = 0.0, 0.0, []
         for batch in loader:
             pred = predict_with(net, prior, self.body_model, self.config.part, batch, self.device)
-            from neuralannot_cli.data.pipeline import transform_points
-
             gt = transform_points(batch["keypoints_2d_crop_px"].to(self.device), batch["crop_affine_inv"].to(self.device))
             conf = (batch["keypoints_conf"].to(self.device) > 0).float()
             err = (pred.keypoints_2d_px - gt).norm(dim=-1)
             err = torch.where(conf > 0, err, torch.zeros_like(err))
             total += float(err.sum())
             count += float(conf.sum())
+            per_sample.append(err.sum(-1) / conf.sum(-1).clamp_min(1))
         net.train(was_training)
-        return total / max(count, 1.0)
+        return {"target_2d_err_px": total / max(count, 1.0),
+                "target_2d_err_px_median": float(torch.cat(per_sample).median())}
 
     def save_annotator(self, net, prior) -> None:
         config = self.config
