@@ -1,0 +1,156 @@
+"""Metric functions against hand-computed values and an independent float64 numpy Procrustes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neuralannot_cli.evaluate import metrics as M
+
+
+def _rotmat(axis, angle) -> np.ndarray:
+    """Rodrigues' formula written out (independent of roma / the code under test)."""
+    k = np.asarray(axis, dtype=np.float64)
+    k = k / np.linalg.norm(k)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+
+
+def _numpy_procrustes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x (N,3) aligned to y: the textbook SVD formula (Umeyama), float64, one sample at a time."""
+    mx, my = x.mean(0), y.mean(0)
+    x0, y0 = x - mx, y - my
+    h = x0.T @ y0  # (3,3) = sum x y^T
+    u, s, vt = np.linalg.svd(h)
+    v = vt.T
+    d = np.sign(np.linalg.det(v @ u.T))
+    e = np.diag([1.0, 1.0, d])
+    r = v @ e @ u.T
+    scale = np.trace(np.diag(s) @ e) / (x0 ** 2).sum()
+    t = my - scale * r @ mx
+    return scale * x @ r.T + t
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_known_similarity_is_recovered_exactly(dtype):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 17, 3)) * 300.0
+    rots = np.stack([_rotmat(rng.normal(size=3), rng.uniform(0.2, 3.0)) for _ in range(4)])
+    scales = np.array([0.5, 1.0, 1.7, 3.0])
+    trans = rng.normal(size=(4, 3)) * 1000.0
+    y = scales[:, None, None] * np.einsum("bij,bnj->bni", rots, x) + trans[:, None]
+    s, r, t = M.similarity_procrustes(torch.tensor(x, dtype=dtype), torch.tensor(y, dtype=dtype))
+    tol = 1e-9 if dtype == torch.float64 else 2e-4
+    np.testing.assert_allclose(s.numpy(), scales, rtol=tol)
+    np.testing.assert_allclose(r.numpy(), rots, atol=tol)
+    np.testing.assert_allclose(t.numpy(), trans, atol=tol * 1000 * 5)
+    err = M.pa_mpjpe(torch.tensor(x, dtype=dtype), torch.tensor(y, dtype=dtype))
+    assert err.dtype == dtype
+    assert float(err.max()) < (1e-8 if dtype == torch.float64 else 0.05)
+
+
+def test_pa_alignment_matches_independent_numpy():
+    rng = np.random.default_rng(1)
+    pred = rng.normal(size=(6, 21, 3)) * 50
+    gt = pred + rng.normal(size=pred.shape) * 20  # noisy, not an exact similarity
+    gt[3] = pred[3] * np.array([-1.0, 1.0, 1.0])  # mirror image: the best proper rotation, not a reflection
+    aligned = M.procrustes_align(torch.tensor(pred), torch.tensor(gt)).numpy()
+    for b in range(6):
+        ref = _numpy_procrustes(pred[b], gt[b])
+        np.testing.assert_allclose(aligned[b], ref, atol=1e-9)
+        expected = np.linalg.norm(ref - gt[b], axis=-1).mean()
+        assert M.pa_mpjpe(torch.tensor(pred[b:b + 1]), torch.tensor(gt[b:b + 1])).item() == pytest.approx(expected, rel=1e-10)
+    _, r, _ = M.similarity_procrustes(torch.tensor(pred), torch.tensor(gt))
+    np.testing.assert_allclose(np.linalg.det(r.numpy()), 1.0, atol=1e-10)  # reflection excluded
+    assert M.pa_mpjpe(torch.tensor(pred[3:4]), torch.tensor(gt[3:4])).item() > 1.0
+
+
+def test_pa_with_mask_ignores_invalid_joints():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1, 10, 3))
+    rot = _rotmat([1, 2, 3], 0.7)
+    y = 2.0 * x @ rot.T + 5.0
+    y_bad = y.copy()
+    y_bad[0, 7, 0] += 100.0  # an outlier that is masked out
+    valid = np.ones((1, 10))
+    valid[0, 7] = 0
+    err = M.pa_mpjpe(torch.tensor(x), torch.tensor(y_bad), torch.tensor(valid))
+    assert err.item() < 1e-9
+    per_joint = M.pa_mpjpe(torch.tensor(x), torch.tensor(y_bad), torch.tensor(valid), per_joint=True)
+    assert per_joint[0, 7].item() == pytest.approx(100.0, abs=1e-6)
+
+
+def test_mpjpe_root_alignment_by_hand():
+    gt = torch.tensor([[[0.0, 0, 0], [100.0, 0, 0], [0.0, 200, 0]]])
+    pred = gt + torch.tensor([1000.0, -50.0, 7.0])  # a pure translation -> 0 after root alignment
+    assert M.mpjpe(pred, gt, root_index=0).item() == pytest.approx(0.0)
+    pred2 = pred.clone()
+    pred2[0, 1, 0] += 30.0  # one joint off by 30 mm; root unchanged
+    assert M.mpjpe(pred2, gt, root_index=0).item() == pytest.approx(10.0)
+    # root = mean of joints 1 and 2: moving joint 1 by 30 moves the root by 15 -> errors 15, 15, 15
+    assert M.mpjpe(pred2, gt, root_index=(1, 2)).item() == pytest.approx(15.0)
+    valid = torch.tensor([[1.0, 0.0, 1.0]])
+    assert M.mpjpe(pred2, gt, root_index=0, valid=valid).item() == pytest.approx(0.0)
+    assert torch.isnan(M.mpjpe(pred2, gt, valid=torch.zeros(1, 3))).all()
+
+
+def test_mpvpe_and_pa_mpvpe():
+    rng = np.random.default_rng(3)
+    v = torch.tensor(rng.normal(size=(2, 50, 3)))
+    shifted = v + torch.tensor([3.0, 4.0, 0.0])
+    assert M.mpvpe(shifted, v).numpy() == pytest.approx([5.0, 5.0])
+    root_p = shifted[:, 0]
+    root_g = v[:, 0]
+    assert M.mpvpe(shifted, v, root_p, root_g).numpy() == pytest.approx([0.0, 0.0], abs=1e-12)
+    rot = torch.tensor(_rotmat([0, 0, 1], 1.0))
+    assert M.pa_mpvpe(3.0 * v @ rot.T, v).numpy() == pytest.approx([0.0, 0.0], abs=1e-9)
+
+
+def test_keypoint_error_2d_weighted():
+    pred = torch.tensor([[[0.0, 0.0], [3.0, 4.0], [10.0, 0.0]]])
+    gt = torch.zeros(1, 3, 2)
+    assert M.keypoint_error_2d(pred, gt).item() == pytest.approx(5.0)  # (0 + 5 + 10) / 3
+    w = torch.tensor([[1.0, 1.0, 0.0]])
+    assert M.keypoint_error_2d(pred, gt, w).item() == pytest.approx(2.5)
+    w = torch.tensor([[0.0, 0.5, 1.0]])
+    assert M.keypoint_error_2d(pred, gt, w).item() == pytest.approx((2.5 + 10) / 1.5)
+
+
+def test_pck_auc_uniform_errors_is_analytic():
+    # errors uniform on [0, E]: PCK(t) = t / E (t <= E), 1 beyond; AUC over [0, 50] / 50.
+    n = 20000
+    for e_max, expected in ((50.0, 0.5), (100.0, 0.25), (25.0, 1 - 12.5 / 50)):
+        errors = (np.arange(n) + 0.5) / n * e_max  # a deterministic uniform sample
+        auc, thr, curve = M.pck_auc(np.stack([errors, errors[::-1]], 1))  # two joints
+        assert auc == pytest.approx(expected, abs=2e-3)
+        assert thr.shape == (100,) and thr[0] == 0 and thr[-1] == 50
+        np.testing.assert_allclose(curve.numpy(), np.minimum(thr.numpy() / e_max, 1.0), atol=2e-3)
+
+
+def test_pck_curve_by_hand_and_mean_over_joints():
+    errors = torch.tensor([[10.0, 0.0], [30.0, 0.0]])  # joint 0: 10, 30; joint 1: always 0
+    thr = torch.tensor([0.0, 10.0, 20.0, 30.0])
+    curve = M.pck_curve(errors, thr)
+    np.testing.assert_allclose(curve.numpy(), [0.5, 0.75, 0.75, 1.0])
+    valid = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # joint 1 never valid: left out
+    np.testing.assert_allclose(M.pck_curve(errors, thr, valid).numpy(), [0.0, 0.5, 0.5, 1.0])
+    auc, _, _ = M.pck_auc(torch.tensor([[20.0]]), lo=0.0, hi=40.0, steps=5)  # thresholds 0,10,20,30,40
+    assert auc == pytest.approx((0 + 0 + 0.5 * 10 + 10 + 10) / 40)  # trapezoid of 0,0,1,1,1
+
+
+def test_per_joint_mean():
+    err = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
+    np.testing.assert_allclose(M.per_joint_mean(err).numpy(), [2.0, 4.0])
+    np.testing.assert_allclose(M.per_joint_mean(err, torch.tensor([[1.0, 0.0], [1.0, 1.0]])).numpy(), [2.0, 6.0])
+
+
+def test_shape_errors_are_value_errors():
+    with pytest.raises(ValueError, match=r"\(2, 5, 3\)"):
+        M.pa_mpjpe(torch.zeros(2, 5, 3), torch.zeros(2, 4, 3))
+    with pytest.raises(ValueError, match="last dim 3"):
+        M.mpjpe(torch.zeros(2, 5, 2), torch.zeros(2, 5, 2))
+    with pytest.raises(ValueError, match="valid"):
+        M.pa_mpjpe(torch.zeros(2, 5, 3), torch.zeros(2, 5, 3), valid=torch.ones(5))
+    with pytest.raises(ValueError):
+        M.pck_auc(torch.zeros(3), lo=5, hi=5)
