@@ -1,9 +1,9 @@
 """The annotation job behind ``neuralannot annotate``: dataset -> batched inference -> pseudo-GT file.
 
 Flow: :func:`infer_dataset` (kind and root from the dataset JSON's name and folder) -> the dataset loader ->
-the part's samples (COCO-WholeBody body persons, or one sample per valid hand with LEFT hands mirrored
-into right hands exactly as in training, :mod:`neuralannot_cli.train.datasets`) -> cropped dataset +
-``DataLoader`` -> ``annotator.predict(batch)`` -> records -> :class:`~neuralannot_cli.io.progress.ProgressLog`
+the part's samples (COCO-WholeBody body persons, or one sample per valid hand, LEFT hands flagged
+``mirrored`` exactly as in training, :mod:`neuralannot_cli.train.datasets`) -> batches of samples (for the
+network: cropped dataset + ``DataLoader``) -> ``predictor.predict_samples(...)`` -> records -> :class:`~neuralannot_cli.io.progress.ProgressLog`
 (one fsync-ed line per batch) -> at the end, the whole file written atomically, then the ``.meta.json``
 sidecar, then the progress log is deleted.
 
@@ -11,20 +11,31 @@ Resume guarantee: a record is "done" only once its batch's line is on disk; ``re
 those keys and re-runs the rest, so a SIGKILL at any point followed by a resumed run gives the same set of
 keys as an uninterrupted run, each once.
 
-Left hands (mirrored crops): the network predicts a RIGHT MANO hand of the mirrored scene ``X -> -X``
-(the mirrored crop is an ordinary crop of the image mirrored about the principal point's column, same
-intrinsics). It is turned into the LEFT MANO hand of the original image by :func:`mirror_right_to_left`:
+Two methods share everything but the prediction (a :class:`Predictor`): ``'neuralannot'``
+(:class:`NetworkPredictor`: a trained annotator on image crops, batched through a ``DataLoader``) and
+``'smplifyx'`` (:class:`FitPredictor`: the SMPLify-X-style baseline of :mod:`neuralannot_cli.fit.baseline`
+on the 2D keypoints, optionally the 3D joints, and optionally started from a pseudo-GT file, the paper's
+"SMPLify-X on ours"; it never loads or crops an image). Same keys, records, file layouts, resume and
+metadata (``method`` and ``samples_per_s`` in the ``.meta.json`` sidecar), so evaluations compare like
+with like.
+
+Left hands -- one contract for every predictor: a prediction is in the ORIGINAL image's camera and, for a
+left hand (``mirrored = True``), holds parameters of the LEFT MANO model (what
+``train.inference.Annotator.predict`` returns after mapping its mirrored crop back, and what the baseline
+fits directly). Records are written as predicted, ``hand_type = 'left'``; a prediction carrying a
+``mirrored`` field that disagrees with the sample's side is an error. :func:`mirror_right_to_left` is the
+map a predictor applies when it predicts the right hand of the mirrored scene ``X -> -X`` (the mirrored
+crop is an ordinary crop of the image mirrored about the principal point's column, same intrinsics):
 rotations ``(x, y, z) -> (x, -y, -z)`` (``rotation.mirror_rotvec``), ``transl_m`` ``x -> -x``; exact when
 the left model is the mirror image of the right one (MANO after smplx's left ``shapedirs`` fix; the
-stand-in by construction). This assumes ``Annotator.predict`` returns, for items with ``mirrored=True``,
-the right-hand parameters of the mirrored scene in the original camera.
+stand-in by construction).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -49,14 +60,20 @@ __all__ = [
     "AnnotateConfig",
     "AnnotateSummary",
     "Annotator",
+    "FitPredictor",
+    "NetworkPredictor",
+    "Predictor",
     "infer_dataset",
+    "init_from_pseudo_gt",
     "mirror_right_to_left",
     "progress_path_for",
     "run_annotate",
 ]
 
 Kind = Literal["coco_wholebody", "h36m", "mpi3dhp", "freihand", "interhand"]
+Method = Literal["neuralannot", "smplifyx"]
 _WORLD_KINDS = ("h36m", "mpi3dhp")
+_HAND_KINDS = ("freihand", "interhand")
 
 
 class Annotator(Protocol):
@@ -68,24 +85,212 @@ class Annotator(Protocol):
     def predict(self, batch: dict[str, Any]) -> Any: ...  # -> Prediction (see the issue-4 contracts)
 
 
+class Predictor(Protocol):
+    """A way of predicting pseudo-GT for batches of samples (the strategy :func:`run_annotate` runs).
+
+    Attributes:
+        method: ``'neuralannot'`` or ``'smplifyx'`` (metadata, fingerprint).
+        part: ``'body'`` or ``'hand'``.
+        needs_images: True: ``predict_samples`` gets the collated crop batch of the samples (built with
+            ``input_size``); False: ``batch`` is ``None`` and no image is read.
+        input_size: crop side in pixels (ignored when ``needs_images`` is False).
+        joint_set: joint set of the predicted ``keypoints_2d_px`` (body: the first 23 of
+            ``coco_wholebody_133``; hand: ``hand_21``), recorded in the file.
+    """
+
+    method: str
+    part: str
+    needs_images: bool
+    input_size: int
+    joint_set: str | None
+
+    def describe(self) -> dict[str, Any]: ...  # JSON-able: the resume fingerprint and the metadata
+
+    def predict_samples(self, samples: Sequence[Sample], keys: Sequence[str], mirrored: Sequence[bool],
+                        batch: dict[str, Any] | None) -> Any: ...  # -> Prediction-like (module docstring)
+
+
+def _file_stamps(folder: Path, names: Sequence[str]) -> dict[str, list[int]]:
+    stamp = {}
+    for name in names:
+        f = folder / name
+        if f.is_file():
+            st = f.stat()
+            stamp[name] = [st.st_size, int(st.st_mtime)]
+    return stamp
+
+
+class NetworkPredictor:
+    """A trained NeuralAnnot annotator (``predict(batch)`` on image crops) as a :class:`Predictor`."""
+
+    method = "neuralannot"
+    needs_images = True
+
+    def __init__(self, annotator: Annotator, checkpoint: Path | None = None) -> None:
+        self.annotator = annotator
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.part = str(getattr(annotator, "part", "body"))
+        self.input_size = int(getattr(annotator, "input_size", 256))
+        self.joint_set = getattr(annotator, "target_joint_set", None) or getattr(annotator, "joint_set", None)
+        self.is_standin = bool(getattr(annotator, "is_standin", False)
+                               or getattr(getattr(annotator, "body_model", None), "is_standin", False))
+
+    def describe(self) -> dict[str, Any]:
+        ckpt = None if self.checkpoint is None else self.checkpoint.resolve()
+        return {"checkpoint": None if ckpt is None else str(ckpt),
+                "checkpoint_files": {} if ckpt is None else _file_stamps(ckpt, ("config.json", "model.safetensors"))}
+
+    def predict_samples(self, samples: Sequence[Sample], keys: Sequence[str], mirrored: Sequence[bool],
+                        batch: dict[str, Any] | None) -> Any:
+        if batch is None:
+            raise ValueError("NetworkPredictor.predict_samples: needs the collated crop batch")
+        with torch.inference_mode():
+            return self.annotator.predict(batch)
+
+
+class FitPredictor:
+    """The SMPLify-X-style baseline (:func:`neuralannot_cli.fit.baseline.fit_samples`) as a :class:`Predictor`.
+
+    Each batch of samples is fitted as one optimisation batch; no image is read. Left hands are fitted with
+    the LEFT MANO model in the original image (``mirrored = True`` in the prediction, as the contract asks).
+
+    Args:
+        part: ``'body'`` or ``'hand'``.
+        fit_config: engine configuration (default :func:`~neuralannot_cli.fit.engine.default_fit_config`).
+        init: optional start per record key (:func:`init_from_pseudo_gt`): "SMPLify-X on ours".
+        init_file: where ``init`` came from (recorded in the metadata and the fingerprint).
+        use_3d: also fit the root-relative 3D joints of samples that have them (auxiliary sets).
+        model_dir: body-model folder (else the usual lookup, then the stand-in).
+        device: where to fit.
+    """
+
+    method = "smplifyx"
+    needs_images = False
+    input_size = 0
+
+    def __init__(self, part: Literal["body", "hand"], *, fit_config: Any | None = None,
+                 init: dict[str, dict[str, np.ndarray]] | None = None, init_file: Path | None = None,
+                 use_3d: bool = False, model_dir: Path | None = None, device: str = "cpu") -> None:
+        from neuralannot_cli.fit.engine import default_fit_config
+
+        if part not in ("body", "hand"):
+            raise ValueError(f"part must be 'body' or 'hand', got {part!r}")
+        self.part = part
+        self.fit_config = fit_config or default_fit_config(part, use_3d=use_3d)
+        self.init = dict(init or {})
+        self.init_file = None if init_file is None else Path(init_file)
+        self.use_3d = bool(use_3d)
+        self.model_dir = model_dir
+        self.device = device
+        self.joint_set = "coco_wholebody_133" if part == "body" else "hand_21"
+        self._models: dict[str, Any] = {}
+        self.reproj_err_px: list[float] = []  # per fitted sample, in order (metadata)
+
+    @property
+    def is_standin(self) -> bool:
+        return any(bool(getattr(m, "is_standin", False)) for m in self._models.values())
+
+    def describe(self) -> dict[str, Any]:
+        import dataclasses
+
+        cfg = self.fit_config
+        return {
+            "fit_config": json_safe(dataclasses.asdict(cfg)) if dataclasses.is_dataclass(cfg) else repr(cfg),
+            "use_3d": self.use_3d,
+            "init_file": None if self.init_file is None else str(self.init_file.resolve()),
+            "init_files": {} if self.init_file is None else _file_stamps(self.init_file.resolve().parent, (self.init_file.name,)),
+        }
+
+    def _model(self, name: str) -> Any:
+        if name not in self._models:
+            from neuralannot_cli.body import load_body_model
+
+            if name == "smplx":
+                self._models[name] = load_body_model("smplx", model_dir=self.model_dir, device=self.device)
+            else:
+                self._models[name] = load_body_model("mano", is_rhand=name == "mano_right", model_dir=self.model_dir,
+                                                     device=self.device)
+        return self._models[name]
+
+    def predict_samples(self, samples: Sequence[Sample], keys: Sequence[str], mirrored: Sequence[bool],
+                        batch: dict[str, Any] | None) -> Any:
+        from neuralannot_cli.fit.baseline import fit_samples, hand_side
+
+        if self.part == "body":
+            models = {"smplx": self._model("smplx")}
+        else:
+            models = {f"mano_{side}": self._model(f"mano_{side}") for side in sorted({hand_side(s) for s in samples})}
+        pred = fit_samples(samples, part=self.part, config=self.fit_config, init=self.init, keys=keys,
+                           use_3d=self.use_3d, models=models, device=self.device, batch_size=max(1, len(samples)))
+        self.reproj_err_px.extend(float(e) for e in pred.reproj_err_px)
+        return pred
+
+
+def json_safe(obj: Any) -> Any:
+    """Tuples -> lists, floats/ints/str/None kept, anything else ``repr`` (fingerprints and metadata)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    return repr(obj)
+
+
+def init_from_pseudo_gt(path: Path, part: Literal["body", "hand"]) -> dict[str, dict[str, np.ndarray]]:
+    """A pseudo-GT file written by ``annotate`` (JSON, a Human3.6M folder, or npz) -> ``fit_samples`` init.
+
+    Returns ``{record key: {"root_rotvec" (3,), "pose_rotvecs" (21|15, 3), "betas" (10,), "transl_m" (3,)}}``
+    in the camera frame (world-frame files of our own are converted back by the reader); left-hand records
+    hold LEFT-MANO parameters, which is what the baseline fits left hands with.
+
+    Raises:
+        FileNotFoundError / ValueError: unreadable file, a record of the wrong model (``--init`` of a body
+            file for hands), or a world-frame record without the extrinsics to bring it to the camera.
+    """
+    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt, read_pseudo_gt_npz
+
+    path = Path(path)
+    records = read_pseudo_gt_npz(path) if path.suffix == ".npz" else read_pseudo_gt(path)
+    want = SmplxRecord if part == "body" else ManoRecord
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for key, rec in records.items():
+        if not isinstance(rec, want):
+            raise ValueError(f"{path}: {key}: a {'MANO' if isinstance(rec, ManoRecord) else 'SMPL-X'} record "
+                             f"cannot start a {part} fit")
+        if rec.frame != "camera":
+            raise ValueError(f"{path}: {key}: frame: world-frame record without camera extrinsics; cannot start "
+                             "a camera-frame fit from it")
+        pose = rec.body_pose_rotvecs if isinstance(rec, SmplxRecord) else rec.hand_pose_rotvecs
+        out[key] = {"root_rotvec": np.asarray(rec.root_rotvec, np.float64).reshape(3),
+                    "pose_rotvecs": np.asarray(pose, np.float64), "betas": np.asarray(rec.betas, np.float64)[:10],
+                    "transl_m": np.asarray(rec.transl_m, np.float64).reshape(3)}
+    if not out:
+        raise ValueError(f"{path}: no records to start from")
+    return out
+
+
 @dataclass(frozen=True)
 class AnnotateConfig:
     """One annotation job (built by the CLI).
 
     Attributes:
         dataset_json: the dataset file (e.g. ``.../annotations/coco_wholebody_train_v1.0.json``).
-        checkpoint: the checkpoint folder (recorded in the metadata and the resume fingerprint).
+        checkpoint: the checkpoint folder (method ``neuralannot``; recorded in the metadata and fingerprint).
         out: output file (``.json`` / ``.npz``); for Human3.6M JSON a folder of per-subject files.
         kind: dataset kind or ``"auto"``.
         fmt: ``"json"`` (the field's layout) or ``"npz"`` (bulk).
-        batch_size / workers / device: inference settings.
+        batch_size / workers / device: inference settings (``batch_size``: samples per forward pass or per
+            optimisation batch, and per progress-log line).
         resume: continue an interrupted job (same options) from its progress log.
         model_dir: body-model folder (needed for Human3.6M / MPI-INF-3DHP world-frame output).
         limit: annotate only the first ``limit`` samples (``None``: all).
     """
 
     dataset_json: Path
-    checkpoint: Path
+    checkpoint: Path | None
     out: Path
     kind: str = "auto"
     fmt: Literal["json", "npz"] = "json"
@@ -107,6 +312,8 @@ class AnnotateSummary:
     files: tuple[Path, ...]
     meta_file: Path
     seconds: float
+    method: str = "neuralannot"
+    samples_per_s: float | None = None
 
 
 def progress_path_for(out: Path) -> Path:
@@ -221,7 +428,7 @@ def _part_samples(kind: str, part: str, samples: list[Sample]) -> tuple[list[Sam
         return part_target_samples(samples, part)
     hand_kinds = ("freihand", "interhand")
     if (part == "hand") != (kind in hand_kinds):
-        raise ValueError(f"a {part} checkpoint cannot annotate {kind} ({'hands' if kind in hand_kinds else 'bodies'})")
+        raise ValueError(f"a {part} annotator cannot annotate {kind} ({'hands' if kind in hand_kinds else 'bodies'})")
     return part_aux_samples(samples)
 
 
@@ -266,37 +473,54 @@ def _records_from_prediction(kind: str, part: str, pred: Any, samples: Sequence[
                                    betas=betas[i], transl_m=transl[i], focal_px=focal[i], princpt_px=princpt[i],
                                    keypoints_2d_px=kpi, joint_set=js, score=_score(kpi, s), **extra))
         return out
+    pred_mirrored = getattr(pred, "mirrored", None)
+    if pred_mirrored is not None:
+        flags = _np(pred_mirrored).reshape(-1).astype(bool)
+        want = np.asarray(mirrored, bool)
+        if flags.shape != want.shape or (flags != want).any():
+            bad = int(np.flatnonzero(flags != want)[0]) if flags.shape == want.shape else 0
+            raise ValueError(f"Prediction.mirrored: {keys[bad]}: the prediction's hand side "
+                             f"({'left' if flags.shape == want.shape and flags[bad] else 'right'}) disagrees with "
+                             f"the sample's ({'left' if want[bad] else 'right'})")
     for i, s in enumerate(samples):
-        r, p, t = root[i], pose[i], transl[i]
-        hand_type = "right"
-        if mirrored[i]:
-            r, p, t = mirror_right_to_left(r, p, t)
-            hand_type = "left"
+        # the prediction already holds LEFT-MANO parameters for left hands (module docstring): no mirroring here
         kpi = None if kp is None else kp[i]
-        out.append(ManoRecord(key=keys[i], ids=s.ids, hand_type=hand_type, root_rotvec=r, hand_pose_rotvecs=p,  # type: ignore[arg-type]
-                              betas=betas[i], transl_m=t, focal_px=focal[i], princpt_px=princpt[i],
-                              keypoints_2d_px=kpi, joint_set=js, score=_score(kpi, s)))
+        out.append(ManoRecord(key=keys[i], ids=s.ids, hand_type="left" if mirrored[i] else "right",
+                              root_rotvec=root[i], hand_pose_rotvecs=pose[i], betas=betas[i], transl_m=transl[i],
+                              focal_px=focal[i], princpt_px=princpt[i], keypoints_2d_px=kpi, joint_set=js,
+                              score=_score(kpi, s)))
     return out
 
 
 # --------------------------------------------------------------------------------------------------- run
 
 
-def _fingerprint(config: AnnotateConfig, kind: str, part: str) -> dict[str, Any]:
-    ckpt = Path(config.checkpoint).resolve()
-    stamp = {}
-    for name in ("config.json", "model.safetensors"):
-        f = ckpt / name
-        if f.is_file():
-            st = f.stat()
-            stamp[name] = [st.st_size, int(st.st_mtime)]
-    return {"dataset_json": str(Path(config.dataset_json).resolve()), "checkpoint": str(ckpt),
-            "checkpoint_files": stamp, "kind": kind, "part": part, "format": config.fmt, "limit": config.limit}
+def _fingerprint(config: AnnotateConfig, predictor: Predictor, kind: str, part: str) -> dict[str, Any]:
+    return {"dataset_json": str(Path(config.dataset_json).resolve()), "method": predictor.method, "kind": kind,
+            "part": part, "format": config.fmt, "limit": config.limit, **json_safe(predictor.describe())}
+
+
+def _batches(predictor: Predictor, sub: list[Sample], sub_mirrored: list[bool], config: AnnotateConfig
+             ) -> Iterator[tuple[list[int], dict[str, Any] | None]]:
+    """``(positions in sub, collated crop batch or None)`` in order, ``config.batch_size`` samples each."""
+    if not predictor.needs_images:
+        for start in range(0, len(sub), config.batch_size):
+            yield list(range(start, min(start + config.batch_size, len(sub)))), None
+        return
+    from torch.utils.data import DataLoader
+
+    from neuralannot_cli.train.datasets import make_dataset
+
+    dataset = make_dataset(sub, sub_mirrored, int(predictor.input_size), augment=False, seed=0)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
+                        pin_memory=str(config.device).startswith("cuda"))
+    for batch in loader:
+        yield [int(i) for i in batch["index"]], batch
 
 
 def run_annotate(
     config: AnnotateConfig,
-    annotator: Annotator,
+    annotator: Annotator | Predictor,
     *,
     samples: Sequence[Sample] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -306,7 +530,8 @@ def run_annotate(
 
     Args:
         config: the job.
-        annotator: a loaded annotator (``part``, ``input_size``, ``predict``).
+        annotator: a :class:`Predictor` (:class:`FitPredictor`, :class:`NetworkPredictor`) or a loaded
+            annotator (``part``, ``input_size``, ``predict``), which is wrapped in a :class:`NetworkPredictor`.
         samples: pre-loaded samples (else loaded from ``config.dataset_json``).
         on_progress: ``(done, total)`` after each batch (and once at the start).
         stop_after_batches: testing aid: return after this many new batches without assembling the output
@@ -315,17 +540,15 @@ def run_annotate(
     Raises:
         FileNotFoundError / ValueError / OSError: one-line messages naming the file and field.
     """
-    from torch.utils.data import DataLoader
-
     from neuralannot_cli.data.loaders import load_dataset
-    from neuralannot_cli.train.datasets import make_dataset
 
     t0 = time.perf_counter()
+    predictor: Predictor = (annotator if hasattr(annotator, "predict_samples")  # type: ignore[assignment]
+                            else NetworkPredictor(annotator, config.checkpoint))  # type: ignore[arg-type]
     kind, root, options = infer_dataset(config.dataset_json, config.kind)
-    part = str(getattr(annotator, "part", "body"))
+    part = str(predictor.part)
     if part not in ("body", "hand"):
         raise ValueError(f"{config.checkpoint}: part: expected 'body' or 'hand', got {part!r}")
-    input_size = int(getattr(annotator, "input_size", 256))
     if samples is None:
         samples = load_dataset(kind, root, **options)
     part_samples, mirrored = _part_samples(kind, part, list(samples))
@@ -341,7 +564,7 @@ def run_annotate(
     out = Path(config.out)
     if config.fmt == "npz" and out.suffix != ".npz":
         raise ValueError(f"{out}: --format npz needs an output path ending in .npz")
-    log = ProgressLog.open(progress_path_for(out), _fingerprint(config, kind, part), resume=config.resume)
+    log = ProgressLog.open(progress_path_for(out), _fingerprint(config, predictor, kind, part), resume=config.resume)
     try:
         num_resumed = len(log.done_keys & set(keys))
         pending = [i for i, k in enumerate(keys) if k not in log.done_keys]
@@ -354,21 +577,20 @@ def run_annotate(
             from neuralannot_cli.body import load_body_model
 
             body_model = load_body_model("smplx", model_dir=config.model_dir, device=config.device)
-        joint_set = getattr(annotator, "target_joint_set", None)
         new_batches = 0
+        predict_seconds = 0.0
         if pending:
             sub = [part_samples[i] for i in pending]
             sub_mirrored = [mirrored[i] for i in pending]
-            dataset = make_dataset(sub, sub_mirrored, input_size, augment=False, seed=0)
-            loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
-                                pin_memory=str(config.device).startswith("cuda"))
-            for batch in loader:
-                idx = [int(i) for i in batch["index"]]
-                with torch.inference_mode():
-                    pred = annotator.predict(batch)
+            sub_keys = [keys[i] for i in pending]
+            for idx, batch in _batches(predictor, sub, sub_mirrored, config):
+                tp = time.perf_counter()
+                pred = predictor.predict_samples([sub[i] for i in idx], [sub_keys[i] for i in idx],
+                                                 [sub_mirrored[i] for i in idx], batch)
+                predict_seconds += time.perf_counter() - tp
                 recs = _records_from_prediction(
-                    kind, part, pred, [sub[i] for i in idx], [keys[pending[i]] for i in idx],
-                    [sub_mirrored[i] for i in idx], body_model, config.device, joint_set)
+                    kind, part, pred, [sub[i] for i in idx], [sub_keys[i] for i in idx],
+                    [sub_mirrored[i] for i in idx], body_model, config.device, predictor.joint_set)
                 log.append([r.key for r in recs], [record_to_dict(r) for r in recs])
                 done += len(recs)
                 new_batches += 1
@@ -377,7 +599,7 @@ def run_annotate(
                 if stop_after_batches is not None and new_batches >= stop_after_batches:
                     log.close()
                     return AnnotateSummary(kind, part, done, done - num_resumed, num_resumed, (), out,
-                                           time.perf_counter() - t0)
+                                           time.perf_counter() - t0, predictor.method)
         all_recs = log.records()
         wanted = set(keys)
         records = [record_from_dict(all_recs[k]) for k in keys if k in all_recs]
@@ -392,19 +614,30 @@ def run_annotate(
         meta_target = files[0].parent if (kind == "h36m" and config.fmt == "json") else files[0]
         from neuralannot_cli import __version__
 
+        num_new = len(records) - num_resumed
+        rate = round(num_new / seconds, 3) if seconds > 0 else None
+        scores = [r.score for r in records if r.score is not None]
         meta = {
-            "tool": "neuralannot", "version": __version__, "dataset_kind": kind, "part": part,
-            "dataset_json": str(Path(config.dataset_json).resolve()), "checkpoint": str(Path(config.checkpoint).resolve()),
+            "tool": "neuralannot", "version": __version__, "method": predictor.method, "dataset_kind": kind,
+            "part": part, "dataset_json": str(Path(config.dataset_json).resolve()),
+            "checkpoint": None if config.checkpoint is None else str(Path(config.checkpoint).resolve()),
             "format": config.fmt, "num_records": len(records), "files": [str(f) for f in files],
-            "model_type": "smplx" if part == "body" else "mano", "frame": "world" if kind in _WORLD_KINDS and config.fmt == "json" else "camera",
-            "standin_body_model": bool(getattr(annotator, "is_standin", False)),
-            "input_size": input_size, "batch_size": config.batch_size, "device": str(config.device),
-            "seconds": round(seconds, 3), "resumed_records": num_resumed,
-            "images_per_s": round((len(records) - num_resumed) / seconds, 3) if seconds > 0 else None,
+            "model_type": "smplx" if part == "body" else "mano",
+            "frame": "world" if kind in _WORLD_KINDS and config.fmt == "json" else "camera",
+            "standin_body_model": bool(getattr(predictor, "is_standin", False)),
+            "input_size": int(predictor.input_size) if predictor.needs_images else None,
+            "batch_size": config.batch_size, "device": str(config.device),
+            "seconds": round(seconds, 3), "predict_seconds": round(predict_seconds, 3),
+            "resumed_records": num_resumed, "new_records": num_new,
+            # end-to-end rate of this run's new samples (loading, cropping / fitting, writing): the number the
+            # evaluation compares between methods; images_per_s is the same number under its earlier name
+            "samples_per_s": rate, "images_per_s": rate,
+            "mean_score_px": round(float(np.mean(scores)), 4) if scores else None,
+            **{k: v for k, v in json_safe(predictor.describe()).items() if k not in ("checkpoint",)},
         }
         meta_file = write_meta(meta_target, meta)
         log.discard()
-        return AnnotateSummary(kind, part, len(records), len(records) - num_resumed, num_resumed, tuple(files),
-                               meta_file, seconds)
+        return AnnotateSummary(kind, part, len(records), num_new, num_resumed, tuple(files), meta_file, seconds,
+                               predictor.method, rate)
     finally:
         log.close()
