@@ -1,0 +1,661 @@
+"""Direct evaluation of pseudo-GT files: 3D / 2D annotation error against ground truth, and annotation time.
+
+Flow: :func:`load_ground_truth` (the dataset file's samples via the loaders, plus, optionally, the
+synthetic generator's hidden GT side file) -> ``{record key: GroundTruth}``; :func:`evaluate_records`
+forwards each pseudo-GT record through its body model (SMPL-X, or MANO right / left) in the CAMERA frame
+of its image, takes the joints of the GT's joint set and computes, per record:
+
+- ``mpjpe_mm``: root-aligned MPJPE (root: ``pelvis`` where the set has one, else the mean of the two hips,
+  else the ``wrist``) against the GT 3D joints (the dataset's ``joints_3d_cam_mm`` on auxiliary sets; the
+  hidden GT's ``joints_3d_cam_mm`` when a side file is given, which wins);
+- ``pa_mpjpe_mm``: the same after the similarity Procrustes alignment (:mod:`.metrics`);
+- ``mpvpe_mm`` / ``pa_mpvpe_mm``: mesh vertices against the hidden GT parameters forwarded through the same
+  body model (only when the record and the GT use the same model type; each mesh translated by its own
+  root kinematic joint: SMPL-X pelvis, MANO wrist);
+- ``error_2d_px``: the record's joints projected with its own ``cam_param`` against the GT 2D keypoints
+  (the hidden GT's exact projections weighted by ``keypoints_visible`` when given, else the dataset's labels
+  weighted by their confidence);
+- hands: the FreiHAND AUC of PCK over 0-50 mm of the Procrustes-aligned joints.
+
+Timing (``seconds``, ``images_per_s``) comes from the pseudo-GT's ``*.meta.json`` sidecar
+(:func:`neuralannot_cli.io.pseudo_gt.meta_path_for`). Several pseudo-GT files (methods) are evaluated
+against the same GT and reported side by side (:func:`evaluate_direct`), each on the records it has; the
+table states how many records each method matched. :func:`write_report` writes ``report.json`` and two
+PNG plots drawn with OpenCV: ``error_hist.png`` (distribution of per-sample PA-MPJPE, one colour per
+method) and ``per_joint.png`` (per-joint MPJPE bars).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from neuralannot_cli.evaluate import metrics as M
+
+__all__ = [
+    "GroundTruth",
+    "MethodResult",
+    "DirectReport",
+    "BodyModels",
+    "root_joint_indices",
+    "load_ground_truth",
+    "evaluate_records",
+    "evaluate_direct",
+    "write_report",
+    "draw_histogram",
+    "draw_bar_chart",
+]
+
+Part = Literal["body", "hand"]
+_WB_HAND = {"left": slice(91, 112), "right": slice(112, 133)}
+
+
+@dataclass(frozen=True, eq=False)
+class GroundTruth:
+    """Ground truth of one record key.
+
+    Attributes:
+        key: the pseudo-GT record key (:func:`neuralannot_cli.io.pseudo_gt.record_key`).
+        joint_set: joint set of the GT joints; only its first ``num_joints`` joints are compared.
+        joints_3d_cam_mm: ``(J, 3)`` camera-frame joints (mm) or ``None`` (2D-only target set).
+        keypoints_2d_px: ``(J, 2)`` or ``None``; keypoints_weight: ``(J,)`` (0 = missing).
+        params_cam: hidden-GT body-model parameters (BodyModel keywords, camera frame) or ``None``.
+        model_type: ``"smplx"`` / ``"mano"`` of ``params_cam``; hand_side: ``"right"`` / ``"left"`` / ``None``.
+        image_path: the image (for overlays), or ``None``.
+    """
+
+    key: str
+    joint_set: str
+    joints_3d_cam_mm: np.ndarray | None = None
+    keypoints_2d_px: np.ndarray | None = None
+    keypoints_weight: np.ndarray | None = None
+    params_cam: Mapping[str, np.ndarray] | None = None
+    model_type: str | None = None
+    hand_side: str | None = None
+    image_path: Path | None = None
+
+    @property
+    def num_joints(self) -> int:
+        for a in (self.joints_3d_cam_mm, self.keypoints_2d_px):
+            if a is not None:
+                return int(a.shape[0])
+        return 0
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """Metrics of one pseudo-GT file (NaN = not measurable on this GT).
+
+    ``per_sample_*`` are ``(n,)`` arrays over the matched records that have that GT; ``per_joint_*`` are
+    ``(J,)`` means over them; ``joint_names`` name those joints.
+    """
+
+    name: str
+    path: str
+    model_type: str
+    num_records: int
+    num_matched: int
+    num_3d: int
+    num_2d: int
+    num_mesh: int
+    num_skipped_world: int
+    mpjpe_mm: float
+    pa_mpjpe_mm: float
+    mpvpe_mm: float
+    pa_mpvpe_mm: float
+    error_2d_px: float
+    pck_auc_pa: float
+    seconds: float | None
+    images_per_s: float | None
+    method: str | None
+    joint_names: tuple[str, ...] = ()
+    per_joint_mpjpe_mm: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    per_joint_pa_mpjpe_mm: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    per_sample_mpjpe_mm: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    per_sample_pa_mpjpe_mm: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    per_sample_error_2d_px: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    keys_3d: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready scalars (NaN -> None) plus the per-joint means."""
+        def f(x: float | None) -> float | None:
+            return None if x is None or not math.isfinite(x) else round(float(x), 4)
+
+        return {
+            "name": self.name, "path": self.path, "model_type": self.model_type, "method": self.method,
+            "num_records": self.num_records, "num_matched": self.num_matched, "num_3d": self.num_3d,
+            "num_2d": self.num_2d, "num_mesh": self.num_mesh, "num_skipped_world_frame": self.num_skipped_world,
+            "mpjpe_mm": f(self.mpjpe_mm), "pa_mpjpe_mm": f(self.pa_mpjpe_mm), "mpvpe_mm": f(self.mpvpe_mm),
+            "pa_mpvpe_mm": f(self.pa_mpvpe_mm), "error_2d_px": f(self.error_2d_px),
+            "pck_auc_pa_0_50mm": f(self.pck_auc_pa),
+            "median_pa_mpjpe_mm": f(float(np.median(self.per_sample_pa_mpjpe_mm))
+                                    if self.per_sample_pa_mpjpe_mm.size else None),
+            "seconds": f(self.seconds), "images_per_s": f(self.images_per_s),
+            "per_joint": {"names": list(self.joint_names),
+                          "mpjpe_mm": [f(x) for x in self.per_joint_mpjpe_mm.tolist()],
+                          "pa_mpjpe_mm": [f(x) for x in self.per_joint_pa_mpjpe_mm.tolist()]},
+        }
+
+
+@dataclass(frozen=True)
+class DirectReport:
+    dataset_json: str
+    kind: str
+    part: Part
+    gt_file: str | None
+    methods: tuple[MethodResult, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset_json": self.dataset_json, "dataset_kind": self.kind, "part": self.part,
+                "hidden_gt": self.gt_file, "methods": [m.summary() for m in self.methods]}
+
+
+# ------------------------------------------------------------------------------------------- body models
+
+
+class BodyModels:
+    """Loads SMPL-X / MANO right / MANO left once each (``load_body_model``), on ``device``."""
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> None:
+        self.model_dir = model_dir
+        self.device = torch.device(device)
+        self._cache: dict[tuple[str, bool], Any] = {}
+
+    def get(self, model_type: str, hand_side: str | None = None):
+        from neuralannot_cli.body import load_body_model
+
+        is_right = hand_side != "left"
+        key = (model_type, is_right if model_type == "mano" else True)
+        if key not in self._cache:
+            self._cache[key] = load_body_model(model_type, is_rhand=key[1], model_dir=self.model_dir,  # type: ignore[arg-type]
+                                               device=self.device)
+        return self._cache[key]
+
+
+def root_joint_indices(joint_set: str, num_joints: int | None = None) -> tuple[int, ...]:
+    """Root of a joint set for root alignment: ``pelvis``, else both hips (mean), else ``wrist``, else 0."""
+    from neuralannot_cli.body import get_joint_set
+
+    names = get_joint_set(joint_set).joint_names[: num_joints or None]
+    if "pelvis" in names:
+        return (names.index("pelvis"),)
+    if "left_hip" in names and "right_hip" in names:
+        return (names.index("left_hip"), names.index("right_hip"))
+    if "wrist" in names:
+        return (names.index("wrist"),)
+    return (0,)
+
+
+def _fit(a: np.ndarray, n: int) -> np.ndarray:
+    """Pad with zeros / truncate the last axis to ``n`` (betas / expression of another length)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    return a[:n] if a.size >= n else np.concatenate([a, np.zeros(n - a.size)])
+
+
+def _record_params(rec: Any, model) -> dict[str, np.ndarray]:
+    p = {"root_rotvec": np.asarray(rec.root_rotvec), "betas": _fit(rec.betas, model.num_betas),
+         "transl_m": np.asarray(rec.transl_m)}
+    if rec.model_type == "mano":
+        p["hand_pose_rotvecs"] = np.asarray(rec.hand_pose_rotvecs)
+        return p
+    z15 = np.zeros((15, 3))
+    p["body_pose_rotvecs"] = np.asarray(rec.body_pose_rotvecs)
+    p["left_hand_pose_rotvecs"] = z15 if rec.lhand_pose_rotvecs is None else np.asarray(rec.lhand_pose_rotvecs)
+    p["right_hand_pose_rotvecs"] = z15 if rec.rhand_pose_rotvecs is None else np.asarray(rec.rhand_pose_rotvecs)
+    p["jaw_rotvec"] = np.zeros(3) if rec.jaw_rotvec is None else np.asarray(rec.jaw_rotvec)
+    p["expression"] = _fit(np.zeros(0) if rec.expression is None else rec.expression, model.num_expression_coeffs)
+    return p
+
+
+def _gt_params(params: Mapping[str, Any], model, where: str) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name, value in params.items():
+        a = np.asarray(value, dtype=np.float64)
+        if name == "betas":
+            a = _fit(a, model.num_betas)
+        elif name == "expression":
+            a = _fit(a, model.num_expression_coeffs)
+        elif name.endswith("_rotvecs"):
+            a = a.reshape(-1, 3)
+        elif name.endswith("_rotvec") or name == "transl_m":
+            a = a.reshape(3)
+        else:
+            raise ValueError(f"{where}.params_cam.{name}: unknown body-model parameter")
+        out[name] = a
+    return out
+
+
+def forward_params(model, params: Sequence[Mapping[str, np.ndarray]], joint_set: str | None,
+                   chunk: int = 128) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Forward parameter dicts (same keys) -> ``vertices (N, V, 3)`` m, ``joints (N, J, 3)`` m of ``joint_set``
+    (``None`` if not given), ``root (N, 3)`` = kinematic joint 0, all float64 numpy."""
+    verts, joints, roots = [], [], []
+    with torch.no_grad():
+        for i in range(0, len(params), chunk):
+            part = params[i:i + chunk]
+            kw = {k: torch.as_tensor(np.stack([p[k] for p in part]), dtype=model.dtype, device=model.device)
+                  for k in part[0]}
+            out = model(**kw)
+            verts.append(out.vertices.to("cpu", torch.float64).numpy())
+            roots.append(out.kinematic_joints[:, 0].to("cpu", torch.float64).numpy())
+            if joint_set is not None:
+                joints.append(model.joints_in(out, joint_set).to("cpu", torch.float64).numpy())
+    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros((0, 0, 3)))
+    return (cat(verts), cat(joints) if joint_set is not None else None,
+            np.concatenate(roots) if roots else np.zeros((0, 3)))
+
+
+# ------------------------------------------------------------------------------------------ ground truth
+
+
+def _hidden_keys(kind: str, part: Part, entry: Mapping[str, Any]) -> list[tuple[str, str | None, slice | None]]:
+    """``(record key, hand side, joint slice)`` of one hidden-GT entry."""
+    from neuralannot_cli.io.pseudo_gt import record_key
+
+    ids = dict(entry.get("ids") or {})
+    if kind == "freihand" and "image_number" not in ids and "index" in ids:
+        ids["image_number"] = ids["index"]
+    if kind == "coco_wholebody" and part == "hand":
+        return [(record_key(kind, ids, side), side, _WB_HAND[side]) for side in ("right", "left")]
+    side = entry.get("hand_side")
+    if kind == "interhand":
+        return [(record_key(kind, ids, side or "right"), side, None)]
+    return [(record_key(kind, ids, None), side, None)]
+
+
+def load_ground_truth(dataset_json: str | os.PathLike, kind: str = "auto", *, part: Part = "body",
+                      hidden_gt: str | os.PathLike | None = None) -> tuple[str, dict[str, GroundTruth]]:
+    """``(dataset kind, {record key: GroundTruth})`` for a dataset annotation file (+ hidden GT side file).
+
+    The dataset is read with :func:`neuralannot_cli.data.loaders.load_dataset` (kind and root inferred from
+    the file name as ``neuralannot annotate`` does); COCO-WholeBody persons become the target samples of
+    ``part`` (body: 23 body+feet keypoints; hand: one 21-joint sample per labelled hand).
+
+    Raises:
+        FileNotFoundError / ValueError / DatasetFormatError: missing or malformed files (one line).
+    """
+    from neuralannot_cli.data.loaders import load_dataset
+    from neuralannot_cli.io.annotate_run import infer_dataset
+    from neuralannot_cli.io.pseudo_gt import record_key
+    from neuralannot_cli.train.datasets import part_aux_samples, part_target_samples
+
+    dataset_json = Path(dataset_json)
+    if not dataset_json.is_file():
+        raise FileNotFoundError(f"{dataset_json}: dataset file not found")
+    kind, root, options = infer_dataset(dataset_json, kind)
+    samples = load_dataset(kind, root, **options)  # type: ignore[arg-type]
+    if kind == "coco_wholebody":
+        samples, _ = part_target_samples(samples, part)
+    else:
+        hand_kind = kind in ("freihand", "interhand")
+        if hand_kind != (part == "hand"):
+            raise ValueError(f"{dataset_json}: a {kind} set has {'hands' if hand_kind else 'bodies'}, "
+                             f"but the pseudo-GT holds {part} records")
+        samples, _ = part_aux_samples(samples)
+    gts: dict[str, GroundTruth] = {}
+    for s in samples:
+        side = None
+        if part == "hand":
+            side = str(s.ids.get("hand_side", s.extras.get("hand_side", "right")))
+        key = record_key(kind, s.ids, side if kind in ("coco_wholebody", "interhand") else None)
+        j3d = None if s.joints_3d_cam_mm is None else np.asarray(s.joints_3d_cam_mm, dtype=np.float64)
+        gts[key] = GroundTruth(key=key, joint_set=s.joint_set, joints_3d_cam_mm=j3d,
+                               keypoints_2d_px=np.asarray(s.keypoints_2d_px, dtype=np.float64),
+                               keypoints_weight=np.asarray(s.keypoints_conf, dtype=np.float64),
+                               hand_side=side, image_path=Path(s.image_path))
+    if hidden_gt is not None:
+        _merge_hidden(gts, Path(hidden_gt), kind, part)
+    return kind, gts
+
+
+def _merge_hidden(gts: dict[str, GroundTruth], path: Path, kind: str, part: Part) -> None:
+    from neuralannot_cli.io.pseudo_gt import _load_json  # one-line errors for missing / invalid JSON
+
+    data = _load_json(path)
+    anns = data.get("annotations") if isinstance(data, Mapping) else None
+    if not isinstance(anns, Mapping):
+        raise ValueError(f"{path}: annotations: missing (not a synthetic hidden-GT file)")
+    for ann_id, e in anns.items():
+        where = f"annotations[{ann_id!r}]"
+        if not isinstance(e, Mapping):
+            raise ValueError(f"{path}: {where}: expected an object")
+        for name in ("joints_3d_cam_mm", "keypoints_2d_px", "joint_set"):
+            if name not in e:
+                raise ValueError(f"{path}: {where}.{name}: missing")
+        j3d = np.asarray(e["joints_3d_cam_mm"], dtype=np.float64)
+        kp = np.asarray(e["keypoints_2d_px"], dtype=np.float64)
+        vis = np.asarray(e.get("keypoints_visible", np.ones(len(kp))), dtype=np.float64)
+        if j3d.ndim != 2 or j3d.shape[1] != 3 or kp.shape != (len(j3d), 2) or vis.shape != (len(j3d),):
+            raise ValueError(f"{path}: {where}: joints_3d_cam_mm / keypoints_2d_px / keypoints_visible shapes "
+                             f"{j3d.shape} / {kp.shape} / {vis.shape} do not agree")
+        for key, side, sl in _hidden_keys(kind, part, e):
+            old = gts.get(key)
+            js, j, k, v = e["joint_set"], j3d, kp, vis
+            if sl is not None:
+                js, j, k, v = "hand_21", j3d[sl], kp[sl], vis[sl]
+            elif old is not None and old.num_joints and old.num_joints < len(j):
+                j, k, v = j[: old.num_joints], k[: old.num_joints], v[: old.num_joints]  # e.g. body 23 of 133
+            elif old is None and kind == "coco_wholebody" and part == "body":
+                j, k, v = j[:23], k[:23], v[:23]
+            image = old.image_path if old is not None else None
+            if image is None and "image_file" in e:
+                image = path.parent.parent / str(e["image_file"])
+            gts[key] = GroundTruth(key=key, joint_set=js, joints_3d_cam_mm=j, keypoints_2d_px=k, keypoints_weight=v,
+                                   params_cam=e.get("params_cam") if sl is None else None,
+                                   model_type=e.get("model_type"), hand_side=side or (old.hand_side if old else None),
+                                   image_path=image)
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    from neuralannot_cli.io.pseudo_gt import meta_path_for
+
+    meta = meta_path_for(path)
+    if not meta.is_file():
+        return {}
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _nanmean(a: np.ndarray) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    return float(a.mean()) if a.size else float("nan")
+
+
+def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth], models: BodyModels, *,
+                     name: str = "pseudo-GT", path: str = "", meta: Mapping[str, Any] | None = None,
+                     on_progress: Callable[[int, int], None] | None = None) -> MethodResult:
+    """Metrics of one method's records (``{key: SmplxRecord | ManoRecord}``) against ``gts``."""
+    from neuralannot_cli.body import get_joint_set
+
+    meta = dict(meta or {})
+    keys = [k for k in records if k in gts]
+    world = [k for k in keys if records[k].frame != "camera"]
+    keys = [k for k in keys if records[k].frame == "camera"]
+    types = {r.model_type for r in records.values()}
+    model_type = types.pop() if len(types) == 1 else ("mixed" if types else "none")
+    # group by (model type, hand side, joint set, J) so each group is one batched forward
+    groups: dict[tuple[str, str | None, str, int], list[str]] = {}
+    for k in keys:
+        r, g = records[k], gts[k]
+        side = getattr(r, "hand_type", None)
+        groups.setdefault((r.model_type, side, g.joint_set, g.num_joints), []).append(k)
+    e3d, epa, e2d, mesh, mesh_pa, pj, pjpa, keys3d, auc_err = [], [], [], [], [], [], [], [], []
+    joint_names: tuple[str, ...] = ()
+    done = 0
+    for (mt, side, js, nj), ks in groups.items():
+        model = models.get(mt, side)
+        params = [_record_params(records[k], model) for k in ks]
+        verts, joints, roots = forward_params(model, params, js)
+        joints_mm = joints[:, :nj] * 1000.0  # type: ignore[index]
+        # 3D joints
+        idx3 = [i for i, k in enumerate(ks) if gts[k].joints_3d_cam_mm is not None]
+        if idx3:
+            gt3 = torch.tensor(np.stack([gts[ks[i]].joints_3d_cam_mm for i in idx3]))
+            pr3 = torch.tensor(joints_mm[idx3])
+            root = root_joint_indices(js, nj)
+            pj_err = M.mpjpe(pr3, gt3, root, per_joint=True).numpy()
+            pa_err = M.pa_mpjpe(pr3, gt3, per_joint=True).numpy()
+            e3d.append(pj_err.mean(1))
+            epa.append(pa_err.mean(1))
+            keys3d += [ks[i] for i in idx3]
+            if not joint_names or len(joint_names) == nj:
+                joint_names = get_joint_set(js).joint_names[:nj]
+                pj.append(pj_err)
+                pjpa.append(pa_err)
+            if mt == "mano":
+                auc_err.append(pa_err)
+        # 2D keypoints
+        idx2 = [i for i, k in enumerate(ks) if gts[k].keypoints_2d_px is not None]
+        if idx2:
+            recs = [records[ks[i]] for i in idx2]
+            f = np.stack([r.focal_px for r in recs])[:, None]
+            c = np.stack([r.princpt_px for r in recs])[:, None]
+            pts = joints_mm[idx2]
+            z = np.clip(pts[..., 2:3], 1e-6, None)
+            proj = pts[..., :2] / z * f + c
+            gt2 = np.stack([gts[ks[i]].keypoints_2d_px for i in idx2])
+            w = np.stack([gts[ks[i]].keypoints_weight for i in idx2])
+            e2d.append(M.keypoint_error_2d(torch.tensor(proj), torch.tensor(gt2), torch.tensor(w)).numpy())
+        # meshes
+        idxm = [i for i, k in enumerate(ks) if gts[k].params_cam is not None and gts[k].model_type == mt]
+        if idxm:
+            gparams = [_gt_params(gts[ks[i]].params_cam, model, f"hidden GT[{ks[i]}]") for i in idxm]  # type: ignore[arg-type]
+            gmodel = models.get(mt, gts[ks[idxm[0]]].hand_side if mt == "mano" else None)
+            gverts, _, groots = forward_params(gmodel, gparams, None)
+            pv = torch.tensor(verts[idxm] * 1000.0)
+            gv = torch.tensor(gverts * 1000.0)
+            mesh.append(M.mpvpe(pv, gv, torch.tensor(roots[idxm] * 1000.0), torch.tensor(groots * 1000.0)).numpy())
+            mesh_pa.append(M.pa_mpvpe(pv, gv).numpy())
+        done += len(ks)
+        if on_progress is not None:
+            on_progress(done, len(keys))
+    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
+    auc = M.pck_auc(np.concatenate(auc_err))[0] if auc_err else float("nan")
+    per_sample_2d = cat(e2d)
+    return MethodResult(
+        name=name, path=str(path), model_type=model_type, num_records=len(records),
+        num_matched=len(keys), num_3d=len(keys3d), num_2d=int(np.isfinite(per_sample_2d).sum()),
+        num_mesh=int(cat(mesh).size), num_skipped_world=len(world),
+        mpjpe_mm=_nanmean(cat(e3d)), pa_mpjpe_mm=_nanmean(cat(epa)), mpvpe_mm=_nanmean(cat(mesh)),
+        pa_mpvpe_mm=_nanmean(cat(mesh_pa)), error_2d_px=_nanmean(per_sample_2d), pck_auc_pa=auc,
+        seconds=_num(meta.get("seconds")), images_per_s=_num(meta.get("images_per_s")),
+        method=meta.get("method") or meta.get("tool"), joint_names=tuple(joint_names),
+        per_joint_mpjpe_mm=np.concatenate(pj).mean(0) if pj else np.zeros(0),
+        per_joint_pa_mpjpe_mm=np.concatenate(pjpa).mean(0) if pjpa else np.zeros(0),
+        per_sample_mpjpe_mm=cat(e3d), per_sample_pa_mpjpe_mm=cat(epa), per_sample_error_2d_px=per_sample_2d,
+        keys_3d=tuple(keys3d),
+    )
+
+
+def _num(x: Any) -> float | None:
+    try:
+        return None if x is None else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def evaluate_direct(pseudo_gt: Mapping[str, str | os.PathLike], dataset_json: str | os.PathLike, *,
+                    kind: str = "auto", hidden_gt: str | os.PathLike | None = None,
+                    model_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu",
+                    on_progress: Callable[[str, int, int], None] | None = None) -> DirectReport:
+    """Evaluate one or more pseudo-GT files ``{method name: path}`` against one dataset's GT.
+
+    ``model_dir=None`` with a hidden-GT file uses the model folder that generated it (its ``meta.model_file``),
+    so stand-in sets are evaluated with the same stand-in; otherwise the usual model lookup applies.
+    """
+    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
+
+    if not pseudo_gt:
+        raise ValueError("evaluate_direct: no pseudo-GT file given")
+    loaded: dict[str, tuple[Path, dict[str, Any]]] = {}
+    parts: set[str] = set()
+    for name, p in pseudo_gt.items():
+        p = Path(p)
+        recs = read_pseudo_gt(p, dataset_kind=None if kind == "auto" else kind)
+        if not recs:
+            raise ValueError(f"{p}: no records")
+        loaded[name] = (p, recs)
+        parts |= {"hand" if r.model_type == "mano" else "body" for r in recs.values()}
+    if len(parts) != 1:
+        raise ValueError(f"pseudo-GT files mix body and hand records ({sorted(parts)}); evaluate them separately")
+    part: Part = parts.pop()  # type: ignore[assignment]
+    ds_kind, gts = load_ground_truth(dataset_json, kind, part=part, hidden_gt=hidden_gt)
+    if model_dir is None and hidden_gt is not None:
+        model_dir = _generator_model_dir(Path(hidden_gt))
+    models = BodyModels(model_dir, device)
+    results = []
+    for name, (p, recs) in loaded.items():
+        cb = (lambda d, t, _n=name: on_progress(_n, d, t)) if on_progress is not None else None
+        results.append(evaluate_records(recs, gts, models, name=name, path=str(p), meta=_read_meta(p), on_progress=cb))
+    return DirectReport(dataset_json=str(dataset_json), kind=ds_kind, part=part,
+                        gt_file=None if hidden_gt is None else str(hidden_gt), methods=tuple(results))
+
+
+def _generator_model_dir(hidden_gt: Path) -> Path | None:
+    try:
+        meta = json.loads(hidden_gt.read_text(encoding="utf-8")).get("meta") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    mf = meta.get("model_file")
+    if not mf:
+        return None
+    folder = Path(mf).parent.parent  # <dir>/smplx/SMPLX_NEUTRAL.npz -> <dir>
+    return folder if folder.is_dir() else None
+
+
+# --------------------------------------------------------------------------------------------- plotting
+
+_PALETTE = [(52, 101, 164), (204, 0, 0), (78, 154, 6), (196, 160, 0), (117, 80, 123), (206, 92, 0)]  # RGB
+
+
+def draw_histogram(series: Mapping[str, np.ndarray], title: str, xlabel: str, *, bins: int = 30,
+                   size: tuple[int, int] = (480, 800)) -> np.ndarray:
+    """Overlaid step histograms (one colour per series) as an RGB ``(H, W, 3)`` uint8 image."""
+    import cv2
+
+    h, w = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    left, right, top, bottom = 60, 20, 40, 60
+    vals = [np.asarray(v, np.float64)[np.isfinite(v)] for v in series.values()]
+    hi = max((float(np.percentile(v, 99)) for v in vals if v.size), default=1.0) * 1.05 or 1.0
+    edges = np.linspace(0.0, hi, bins + 1)
+    hists = [np.histogram(np.clip(v, 0, hi), edges)[0] / max(v.size, 1) for v in vals]
+    ymax = max((float(x.max()) for x in hists if x.size), default=1.0) * 1.1 or 1.0
+    pw, ph = w - left - right, h - top - bottom
+
+    def xy(x: float, y: float) -> tuple[int, int]:
+        return int(left + x / hi * pw), int(top + ph - y / ymax * ph)
+
+    _axes(img, left, top, pw, ph, title, xlabel, "fraction", (0.0, hi), (0.0, ymax))
+    for n, ((label, _), hist) in enumerate(zip(series.items(), hists)):
+        col = _PALETTE[n % len(_PALETTE)]
+        pts = []
+        for b in range(bins):
+            pts += [xy(edges[b], hist[b]), xy(edges[b + 1], hist[b])]
+        cv2.polylines(img, [np.array(pts, np.int32)], False, col, 2, cv2.LINE_AA)
+        v = vals[n]
+        if v.size:
+            mx = xy(float(v.mean()), 0)[0]
+            cv2.line(img, (mx, top), (mx, top + ph), col, 1, cv2.LINE_AA)
+        cv2.putText(img, f"{label} (mean {float(v.mean()) if v.size else float('nan'):.1f})",
+                    (left + pw - 300, top + 18 + 18 * n), cv2.FONT_HERSHEY_SIMPLEX, 0.45, col, 1, cv2.LINE_AA)
+    return img
+
+
+def draw_bar_chart(labels: Sequence[str], series: Mapping[str, np.ndarray], title: str, ylabel: str, *,
+                   height: int = 520) -> np.ndarray:
+    """Grouped vertical bars (one group per label, one colour per series), labels written vertically."""
+    import cv2
+
+    n, k = len(labels), max(len(series), 1)
+    left, right, top, bottom = 60, 20, 40, 130
+    group_w = max(14, 6 * k + 6)
+    w = max(640, left + right + n * group_w)
+    img = np.full((height, w, 3), 255, np.uint8)
+    pw, ph = w - left - right, height - top - bottom
+    allv = np.concatenate([np.asarray(v, np.float64) for v in series.values()]) if series else np.zeros(0)
+    allv = allv[np.isfinite(allv)]
+    ymax = float(allv.max()) * 1.1 if allv.size and allv.max() > 0 else 1.0
+    _axes(img, left, top, pw, ph, title, "", ylabel, None, (0.0, ymax))
+    gw = pw / max(n, 1)
+    bw = max(2, int(gw * 0.8 / k))
+    for s, (name, vals) in enumerate(series.items()):
+        col = _PALETTE[s % len(_PALETTE)]
+        for j, v in enumerate(np.asarray(vals, np.float64)):
+            if not np.isfinite(v):
+                continue
+            x0 = int(left + j * gw + gw * 0.1 + s * bw)
+            cv2.rectangle(img, (x0, int(top + ph - v / ymax * ph)), (x0 + bw - 1, top + ph), col, -1)
+        cv2.putText(img, name, (left + pw - 200, top + 18 + 18 * s), cv2.FONT_HERSHEY_SIMPLEX, 0.45, col, 1,
+                    cv2.LINE_AA)
+    # vertical joint names: draw horizontally on a strip, rotate it by 90 degrees
+    strip = np.full((int(gw) if gw >= 10 else 10, bottom - 8, 3), 255, np.uint8)
+    for j, label in enumerate(labels):
+        strip[:] = 255
+        cv2.putText(strip, str(label)[:18], (2, strip.shape[0] - 3), cv2.FONT_HERSHEY_SIMPLEX,
+                    min(0.4, strip.shape[0] / 30), (0, 0, 0), 1, cv2.LINE_AA)
+        rot = np.rot90(strip, 1)  # text reads bottom-to-top
+        x0 = int(left + j * gw)
+        x1 = min(x0 + rot.shape[1], w)
+        img[top + ph + 4: top + ph + 4 + rot.shape[0], x0:x1] = np.minimum(
+            img[top + ph + 4: top + ph + 4 + rot.shape[0], x0:x1], rot[:, : x1 - x0])
+    return img
+
+
+def _axes(img: np.ndarray, left: int, top: int, pw: int, ph: int, title: str, xlabel: str, ylabel: str,
+          xrange: tuple[float, float] | None, yrange: tuple[float, float]) -> None:
+    import cv2
+
+    black = (0, 0, 0)
+    grey = (200, 200, 200)
+    cv2.putText(img, title, (left, top - 14), cv2.FONT_HERSHEY_SIMPLEX, 0.55, black, 1, cv2.LINE_AA)
+    for t in range(5):
+        y = int(top + ph - t / 4 * ph)
+        cv2.line(img, (left, y), (left + pw, y), grey, 1)
+        val = yrange[0] + (yrange[1] - yrange[0]) * t / 4
+        cv2.putText(img, f"{val:.3g}", (4, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, black, 1, cv2.LINE_AA)
+    if xrange is not None:
+        for t in range(6):
+            x = int(left + t / 5 * pw)
+            cv2.line(img, (x, top + ph), (x, top + ph + 5), black, 1)
+            val = xrange[0] + (xrange[1] - xrange[0]) * t / 5
+            cv2.putText(img, f"{val:.3g}", (x - 12, top + ph + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.38, black, 1,
+                        cv2.LINE_AA)
+    cv2.line(img, (left, top), (left, top + ph), black, 1)
+    cv2.line(img, (left, top + ph), (left + pw, top + ph), black, 1)
+    if xlabel:
+        cv2.putText(img, xlabel, (left + pw // 2 - 60, top + ph + 42), cv2.FONT_HERSHEY_SIMPLEX, 0.45, black, 1,
+                    cv2.LINE_AA)
+    if ylabel:
+        cv2.putText(img, ylabel, (left + 4, top + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, black, 1, cv2.LINE_AA)
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> Path:
+    import cv2
+
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
+        raise OSError(f"{path}: cannot write the PNG")
+    return path
+
+
+def write_report(report: DirectReport, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """``report.json``, ``error_hist.png`` and ``per_joint.png`` under ``out_dir`` (created) -> their paths."""
+    from neuralannot_cli.io.atomic import atomic_write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    with_3d = [m for m in report.methods if m.num_3d]
+    if with_3d:
+        paths["error_hist"] = _write_png(out / "error_hist.png", draw_histogram(
+            {m.name: m.per_sample_pa_mpjpe_mm for m in with_3d},
+            f"PA-MPJPE per sample ({report.kind}, {report.part})", "PA-MPJPE (mm)"))
+        names = with_3d[0].joint_names
+        same = [m for m in with_3d if m.joint_names == names]
+        paths["per_joint"] = _write_png(out / "per_joint.png", draw_bar_chart(
+            names, {m.name: m.per_joint_mpjpe_mm for m in same}, "MPJPE per joint (root-aligned)", "mm"))
+    else:
+        with_2d = [m for m in report.methods if m.num_2d]
+        if with_2d:
+            paths["error_hist"] = _write_png(out / "error_hist.png", draw_histogram(
+                {m.name: m.per_sample_error_2d_px for m in with_2d}, f"2D error per sample ({report.kind})",
+                "2D error (px)"))
+    doc = report.to_json()
+    doc["plots"] = {k: str(v) for k, v in paths.items()}
+    paths["report"] = atomic_write_json(out / "report.json", doc, indent=2)
+    return paths
