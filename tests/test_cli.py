@@ -29,13 +29,23 @@ def test_help_lists_subcommands():
 @pytest.mark.parametrize(
     "argv, issue",
     [
-        (["evaluate", "direct", "p.json"], 6),
+        (["evaluate", "indirect", "--estimator", "regressor"], 6),
     ],
 )
 def test_unbuilt_commands_exit_2_and_name_their_issue(argv, issue):
     result = runner.invoke(app, argv)
     assert result.exit_code == 2, result.output
     assert f"issue #{issue}" in _plain(result.output)
+
+
+def test_evaluate_is_a_group_with_direct_render_indirect():
+    result = runner.invoke(app, ["evaluate", "--help"])
+    assert result.exit_code == 0, result.output
+    out = _plain(result.output)
+    for name in ("direct", "render", "indirect"):
+        assert re.search(rf"^\W*{name}\b", out, flags=re.M), f"{name} missing from evaluate --help:\n{out}"
+    result = runner.invoke(app, ["evaluate", "direct", "missing.json", "--dataset", "missing_too.json"])
+    assert result.exit_code == 1 and "missing.json" in _plain(result.output)
 
 
 def test_models_make_standin_and_check(tmp_path):

@@ -38,7 +38,7 @@ app.command("train")(train.train)
 app.command("annotate", context_settings=_PASSTHROUGH)(annotate.annotate)
 app.command("fit-face")(fit_face.fit_face)
 app.command("integrate")(integrate.integrate)
-app.command("evaluate", context_settings=_PASSTHROUGH)(evaluate.evaluate)
+app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(models.app, name="models")
 app.command("synth")(synth.synth)
 
