@@ -46,7 +46,9 @@ __all__ = [
     "DirectReport",
     "BodyModels",
     "root_joint_indices",
+    "load_samples",
     "load_ground_truth",
+    "forward_params",
     "evaluate_records",
     "evaluate_direct",
     "write_report",
@@ -271,16 +273,13 @@ def _hidden_keys(kind: str, part: Part, entry: Mapping[str, Any]) -> list[tuple[
     return [(record_key(kind, ids, None), side, None)]
 
 
-def load_ground_truth(dataset_json: str | os.PathLike, kind: str = "auto", *, part: Part = "body",
-                      hidden_gt: str | os.PathLike | None = None) -> tuple[str, dict[str, GroundTruth]]:
-    """``(dataset kind, {record key: GroundTruth})`` for a dataset annotation file (+ hidden GT side file).
+def load_samples(dataset_json: str | os.PathLike, kind: str = "auto", *, part: Part = "body"
+                 ) -> tuple[str, dict[str, Any]]:
+    """``(dataset kind, {record key: Sample})`` of a dataset annotation file, keyed like the pseudo-GT records.
 
     The dataset is read with :func:`neuralannot_cli.data.loaders.load_dataset` (kind and root inferred from
     the file name as ``neuralannot annotate`` does); COCO-WholeBody persons become the target samples of
     ``part`` (body: 23 body+feet keypoints; hand: one 21-joint sample per labelled hand).
-
-    Raises:
-        FileNotFoundError / ValueError / DatasetFormatError: missing or malformed files (one line).
     """
     from neuralannot_cli.data.loaders import load_dataset
     from neuralannot_cli.io.annotate_run import infer_dataset
@@ -300,12 +299,31 @@ def load_ground_truth(dataset_json: str | os.PathLike, kind: str = "auto", *, pa
             raise ValueError(f"{dataset_json}: a {kind} set has {'hands' if hand_kind else 'bodies'}, "
                              f"but the pseudo-GT holds {part} records")
         samples, _ = part_aux_samples(samples)
-    gts: dict[str, GroundTruth] = {}
+    out: dict[str, Any] = {}
     for s in samples:
+        side = None
+        if part == "hand" and kind in ("coco_wholebody", "interhand"):
+            side = str(s.ids.get("hand_side", s.extras.get("hand_side", "right")))
+        out[record_key(kind, s.ids, side)] = s
+    return kind, out
+
+
+def load_ground_truth(dataset_json: str | os.PathLike, kind: str = "auto", *, part: Part = "body",
+                      hidden_gt: str | os.PathLike | None = None) -> tuple[str, dict[str, GroundTruth]]:
+    """``(dataset kind, {record key: GroundTruth})`` for a dataset annotation file (+ hidden GT side file).
+
+    Samples come from :func:`load_samples`; the hidden GT (synthetic sets) replaces their 3D joints and 2D
+    keypoints and adds the body-model parameters.
+
+    Raises:
+        FileNotFoundError / ValueError / DatasetFormatError: missing or malformed files (one line).
+    """
+    kind, samples = load_samples(dataset_json, kind, part=part)
+    gts: dict[str, GroundTruth] = {}
+    for key, s in samples.items():
         side = None
         if part == "hand":
             side = str(s.ids.get("hand_side", s.extras.get("hand_side", "right")))
-        key = record_key(kind, s.ids, side if kind in ("coco_wholebody", "interhand") else None)
         j3d = None if s.joints_3d_cam_mm is None else np.asarray(s.joints_3d_cam_mm, dtype=np.float64)
         gts[key] = GroundTruth(key=key, joint_set=s.joint_set, joints_3d_cam_mm=j3d,
                                keypoints_2d_px=np.asarray(s.keypoints_2d_px, dtype=np.float64),
