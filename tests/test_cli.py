@@ -29,7 +29,8 @@ def test_help_lists_subcommands():
 @pytest.mark.parametrize(
     "argv, issue",
     [
-        (["evaluate", "indirect", "--estimator", "regressor"], 6),
+        (["evaluate", "indirect", "--estimator", "i2l", "--train", "p.json", "--train-dataset", "d.json",
+          "--test", "t.json"], 6),
     ],
 )
 def test_unbuilt_commands_exit_2_and_name_their_issue(argv, issue):

@@ -157,10 +157,67 @@ def render(
     typer.echo(f"  grid: {summary.grid}")
 
 
-@app.command("indirect", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def indirect(ctx: typer.Context) -> None:
-    """Train an estimator (regressor / i2l) on a pseudo-GT set and test it on a set with GT 3D.
+class _Estimator(str, Enum):
+    regressor = "regressor"
+    i2l = "i2l"
 
-    Example: neuralannot evaluate indirect --estimator regressor --train pgt.json --train-dataset ... --test ...
+
+@app.command("indirect")
+def indirect(
+    estimator: Annotated[_Estimator, typer.Option(help="'regressor': ResNet + FC regressing body-model parameters "
+                                                       "(the paper's Table 8); 'i2l': lixel-based (not built yet).",
+                                                  case_sensitive=False)],
+    train: Annotated[Path, typer.Option("--train", help="Pseudo-GT file to train on.")],
+    train_dataset: Annotated[Path, typer.Option(help="Dataset annotation file of the pseudo-GT (the images).")],
+    test: Annotated[Path, typer.Option("--test", help="Dataset annotation file of a test set with GT 3D joints.")],
+    test_gt: Annotated[Optional[Path], typer.Option(help="Hidden GT of a synthetic test set (adds MPVPE).")] = None,
+    train_kind: Annotated[_Kind, typer.Option(help=_KIND_HELP, case_sensitive=False)] = _Kind.auto,
+    test_kind: Annotated[_Kind, typer.Option(help=_KIND_HELP, case_sensitive=False)] = _Kind.auto,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Training batch size.")] = 16,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-4,
+    input_size: Annotated[int, typer.Option(min=16, help="Crop side in pixels.")] = 128,
+    depth: Annotated[int, typer.Option(help="ResNet depth: 18, 34 or 50.")] = 18,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the result as JSON here.")] = None,
+    model_dir: Annotated[Optional[Path], typer.Option(help=_MODEL_DIR_HELP, envvar="NEURALANNOT_BODY_MODELS")] = None,
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu, cuda.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed of the initialisation and the batch order.")] = 0,
+) -> None:
+    """Train an estimator on a pseudo-GT set and test it on a set with GT 3D (MPJPE, PA-MPJPE, MPVPE, AUC).
+
+    Example: neuralannot evaluate indirect --estimator regressor --train pgt.json --train-dataset coco/annotations/coco_wholebody_train_v1.0.json --test h36m/annotations/Human36M_subject9_data.json
     """
-    not_yet_built("evaluate indirect", 6, "indirect evaluation (estimators trained on pseudo-GT)")
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from neuralannot_cli.evaluate.indirect import IndirectConfig, run_indirect
+
+    if estimator == _Estimator.i2l:
+        not_yet_built("evaluate indirect --estimator i2l", 6, "the I2L-MeshNet-style lixel estimator")
+    for p in (train, train_dataset, test, *([test_gt] if test_gt is not None else [])):
+        if not p.exists():
+            fail(f"{p}: file not found")
+    try:
+        cfg = IndirectConfig(estimator=estimator.value, train_pseudo_gt=train, train_dataset=train_dataset,
+                             test_dataset=test, test_gt=test_gt, train_kind=train_kind.value,
+                             test_kind=test_kind.value, epochs=epochs, batch_size=batch_size, lr=lr,
+                             input_size=input_size, depth=depth, model_dir=model_dir, device=device,  # type: ignore[arg-type]
+                             seed=seed).checked()
+        with Progress(TextColumn("train {task.fields[loss]}"), BarColumn(), MofNCompleteColumn(),
+                      console=err_console, transient=True) as progress:
+            task = progress.add_task("train", total=epochs, loss="")
+            result = run_indirect(cfg, on_progress=lambda e, t, loss: progress.update(
+                task, completed=e, loss=f"loss {loss:.4f}"))
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    s = result.summary()
+    typer.echo(f"{result.estimator} ({result.part}) trained on {result.num_train} pseudo-GT samples "
+               f"({result.train_seconds:.1f} s), tested on {result.num_test}:")
+    for key in ("mpjpe_mm", "pa_mpjpe_mm", "mpvpe_mm", "pa_mpvpe_mm", "pck_auc_pa"):
+        if s[key] is not None:
+            typer.echo(f"  {key}: {s[key]:.3f}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(s, indent=2), encoding="utf-8")
+        typer.echo(f"  result: {out}")

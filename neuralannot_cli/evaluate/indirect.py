@@ -1,0 +1,285 @@
+"""Indirect evaluation: train a 3D mesh estimator on a pseudo-GT set, test it on a set with GT 3D.
+
+Estimators (one code path for every pseudo-GT source, so that sources compare fairly):
+
+- ``regressor`` (:class:`ParamRegressor`, the paper's Table 8 regressor): ResNet (:class:`~neuralannot_cli.
+  nets.backbone.ResNetBackbone`) -> global average pool -> FC(512) -> ReLU -> FC regressing the root and
+  body (SMPL-X: 1 + 21, MANO: 1 + 15) rotations in 6D (:func:`neuralannot_cli.rotation.rot6d_to_rotmat`,
+  bias initialised to the identity) and the shape ``betas``. No camera is regressed: the metrics are
+  root-relative (MPJPE after root alignment, PA-MPJPE, MPVPE with each mesh translated by its root joint).
+- ``i2l`` (I2L-MeshNet-style lixel estimator): not built yet (:func:`run_indirect` raises ValueError).
+
+Training (:func:`train_regressor`): crops of the training samples matched to pseudo-GT records
+(:class:`~neuralannot_cli.data.pipeline.CroppedSampleDataset`, no augmentation, the record's parameters as
+targets); loss = L1 on the rotation matrices + 0.1 L1 on ``betas`` + L1 on the root-relative kinematic joints
+of the body model (metres). Rotations are those of the CAMERA frame; the crop is a scale + shift of the
+image, so the orientation seen in the crop is the camera-frame orientation. SMPL-X hand / face parameters
+are not regressed (mean hand, neutral face). MANO: right hands only (left-hand records are skipped and
+counted).
+
+Testing (:func:`test_estimator`): crops of the test samples with GT 3D joints -> parameters -> body model ->
+joints of the test set's joint set (mm) -> MPJPE / PA-MPJPE, plus MPVPE / PA-MPVPE when a hidden-GT file
+with parameters of the same model type is given, and (hands) the FreiHAND AUC of PCK over 0-50 mm.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from neuralannot_cli.evaluate import metrics as M
+
+__all__ = ["IndirectConfig", "IndirectResult", "ParamRegressor", "train_regressor", "test_estimator",
+           "run_indirect"]
+
+Estimator = Literal["regressor", "i2l"]
+
+
+@dataclass(frozen=True)
+class IndirectConfig:
+    """Options of :func:`run_indirect` (see the module docstring)."""
+
+    estimator: Estimator
+    train_pseudo_gt: Path
+    train_dataset: Path
+    test_dataset: Path
+    test_gt: Path | None = None
+    train_kind: str = "auto"
+    test_kind: str = "auto"
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 3e-4
+    input_size: int = 128
+    depth: Literal[18, 34, 50] = 18
+    model_dir: Path | None = None
+    device: str = "cpu"
+    seed: int = 0
+    workers: int = 0
+
+    def checked(self) -> IndirectConfig:
+        if self.estimator not in ("regressor", "i2l"):
+            raise ValueError(f"estimator must be 'regressor' or 'i2l', got {self.estimator!r}")
+        for name in ("epochs", "batch_size", "input_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.depth not in (18, 34, 50):
+            raise ValueError(f"depth must be 18, 34 or 50, got {self.depth}")
+        return self
+
+
+@dataclass(frozen=True)
+class IndirectResult:
+    estimator: str
+    part: str
+    num_train: int
+    num_skipped_train: int
+    num_test: int
+    train_seconds: float
+    final_train_loss: float
+    mpjpe_mm: float
+    pa_mpjpe_mm: float
+    mpvpe_mm: float
+    pa_mpvpe_mm: float
+    pck_auc_pa: float
+
+    def summary(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.__dict__.items()}
+
+
+class ParamRegressor(nn.Module):
+    """ResNet + FC regressing ``(batch, 1 + K, 3, 3)`` root/pose rotation matrices and ``(batch, num_betas)``.
+
+    ``K`` = 21 (SMPL-X body) or 15 (MANO). Images: ``(batch, 3, S, S)`` ImageNet-normalised.
+    """
+
+    def __init__(self, part: Literal["body", "hand"], depth: Literal[18, 34, 50] = 18, num_betas: int = 10,
+                 hidden: int = 512) -> None:
+        super().__init__()
+        from neuralannot_cli.nets.backbone import ResNetBackbone
+        from neuralannot_cli.rotation import rotmat_to_rot6d
+
+        if part not in ("body", "hand"):
+            raise ValueError(f"part must be 'body' or 'hand', got {part!r}")
+        self.part = part
+        self.num_rot = 22 if part == "body" else 16
+        self.num_betas = int(num_betas)
+        self.backbone = ResNetBackbone(depth)
+        self.fc1 = nn.Linear(self.backbone.out_channels, hidden)
+        self.fc2 = nn.Linear(hidden, self.num_rot * 6 + self.num_betas)
+        nn.init.normal_(self.fc2.weight, std=1e-3)
+        bias = torch.cat([rotmat_to_rot6d(torch.eye(3)).repeat(self.num_rot), torch.zeros(self.num_betas)])
+        with torch.no_grad():
+            self.fc2.bias.copy_(bias)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from neuralannot_cli.rotation import rot6d_to_rotmat
+
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"ParamRegressor: images must be (batch, 3, H, W), got {shape}")
+        out = self.fc2(torch.relu(self.fc1(self.backbone(images))))
+        rot = rot6d_to_rotmat(out[:, : self.num_rot * 6].reshape(-1, self.num_rot, 6))
+        return rot, out[:, self.num_rot * 6:]
+
+
+def _forward_rotmats(model, rotmats: torch.Tensor, betas: torch.Tensor, part: str):
+    """Body model from rotation matrices (converted to rotvecs, the BodyModel's input)."""
+    from neuralannot_cli.rotation import rotmat_to_rotvec
+
+    rv = rotmat_to_rotvec(rotmats)
+    kw: dict[str, torch.Tensor] = {"root_rotvec": rv[:, 0], "betas": betas[:, : model.num_betas]}
+    kw["body_pose_rotvecs" if part == "body" else "hand_pose_rotvecs"] = rv[:, 1:]
+    return model(**kw)
+
+
+def _targets(records: list[Any], part: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from neuralannot_cli.rotation import rotvec_to_rotmat
+
+    rv = np.stack([np.concatenate([r.root_rotvec[None], r.body_pose_rotvecs if part == "body"
+                                   else r.hand_pose_rotvecs]) for r in records])
+    betas = np.stack([r.betas for r in records])
+    return rotvec_to_rotmat(torch.tensor(rv, dtype=torch.float32)), torch.tensor(betas, dtype=torch.float32)
+
+
+def _with_index(samples: list[Any], input_size: int):
+    from neuralannot_cli.data.pipeline import CroppedSampleDataset
+
+    return CroppedSampleDataset(samples, input_size, augment=False)
+
+
+def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, float], None] | None = None
+                    ) -> tuple[ParamRegressor, dict[str, Any]]:
+    """Train :class:`ParamRegressor` on the pseudo-GT of ``config.train_dataset`` -> ``(model, info)``."""
+    from neuralannot_cli.evaluate.direct import BodyModels, load_samples
+    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
+
+    cfg = config.checked()
+    records = read_pseudo_gt(cfg.train_pseudo_gt, dataset_kind=None if cfg.train_kind == "auto" else cfg.train_kind)
+    types = {r.model_type for r in records.values()}
+    if len(types) != 1:
+        raise ValueError(f"{cfg.train_pseudo_gt}: expected records of one model type, got {sorted(types)}")
+    part = "hand" if types.pop() == "mano" else "body"
+    _, samples = load_samples(cfg.train_dataset, cfg.train_kind, part=part)  # type: ignore[arg-type]
+    keys = sorted(k for k in records if k in samples and records[k].frame == "camera"
+                  and getattr(records[k], "hand_type", "right") == "right")
+    skipped = len(records) - len(keys)
+    if not keys:
+        raise ValueError(f"{cfg.train_pseudo_gt}: no camera-frame record matches a sample of {cfg.train_dataset}")
+    sample_list = [samples[k] for k in keys]
+    rot_t, betas_t = _targets([records[k] for k in keys], part)
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+    net = ParamRegressor(part, cfg.depth, num_betas=betas_t.shape[1]).to(device)  # type: ignore[arg-type]
+    body = BodyModels(cfg.model_dir, device).get("smplx" if part == "body" else "mano", "right")
+    ds = _with_index(sample_list, cfg.input_size)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                                         num_workers=cfg.workers, drop_last=False)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    t0 = time.perf_counter()
+    last = float("nan")
+    net.train()
+    for epoch in range(cfg.epochs):
+        total, count = 0.0, 0
+        for batch in loader:
+            idx = batch["index"]
+            rot_gt, betas_gt = rot_t[idx].to(device), betas_t[idx].to(device)
+            rot, betas = net(batch["image"].to(device))
+            out_p = _forward_rotmats(body, rot, betas, part)
+            with torch.no_grad():
+                out_g = _forward_rotmats(body, rot_gt, betas_gt, part)
+            jp = out_p.kinematic_joints - out_p.kinematic_joints[:, :1]
+            jg = out_g.kinematic_joints - out_g.kinematic_joints[:, :1]
+            loss = ((rot - rot_gt).abs().mean() + 0.1 * (betas - betas_gt).abs().mean()
+                    + (jp - jg).abs().mean() * 10.0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        last = total / max(count, 1)
+        if on_progress is not None:
+            on_progress(epoch + 1, cfg.epochs, last)
+    info = {"part": part, "num_train": len(keys), "num_skipped": skipped, "seconds": time.perf_counter() - t0,
+            "final_loss": last}
+    return net, info
+
+
+@torch.no_grad()
+def test_estimator(net: ParamRegressor, test_dataset: str | os.PathLike, *, kind: str = "auto",
+                   hidden_gt: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None,
+                   input_size: int = 128, batch_size: int = 32, device: torch.device | str = "cpu"
+                   ) -> dict[str, float]:
+    """MPJPE / PA-MPJPE (+ MPVPE / PA-MPVPE with hidden GT, + AUC for hands) of ``net`` on a set with GT 3D."""
+    from neuralannot_cli.evaluate.direct import BodyModels, _gt_params, forward_params, load_ground_truth, \
+        load_samples, root_joint_indices
+
+    part = net.part
+    _, samples = load_samples(test_dataset, kind, part=part)  # type: ignore[arg-type]
+    _, gts = load_ground_truth(test_dataset, kind, part=part, hidden_gt=hidden_gt)  # type: ignore[arg-type]
+    keys = sorted(k for k in samples if gts[k].joints_3d_cam_mm is not None
+                  and str(gts[k].hand_side or "right") == "right")
+    if not keys:
+        raise ValueError(f"{test_dataset}: no test sample with GT 3D joints")
+    models = BodyModels(model_dir, device)
+    mt = "smplx" if part == "body" else "mano"
+    body = models.get(mt, "right")
+    net.eval().to(device)
+    ds = _with_index([samples[k] for k in keys], input_size)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
+    js = gts[keys[0]].joint_set
+    nj = gts[keys[0]].num_joints
+    pj, pv, pr = [], [], []
+    for batch in loader:
+        rot, betas = net(batch["image"].to(device))
+        out = _forward_rotmats(body, rot, betas, part)
+        pj.append(body.joints_in(out, js)[:, :nj].to("cpu", torch.float64) * 1000.0)
+        pv.append(out.vertices.to("cpu", torch.float64) * 1000.0)
+        pr.append(out.kinematic_joints[:, 0].to("cpu", torch.float64) * 1000.0)
+    pred_j, pred_v, pred_r = torch.cat(pj), torch.cat(pv), torch.cat(pr)
+    gt_j = torch.tensor(np.stack([gts[k].joints_3d_cam_mm for k in keys]))
+    res = {"num_test": float(len(keys)),
+           "mpjpe_mm": float(M.mpjpe(pred_j, gt_j, root_joint_indices(js, nj)).mean()),
+           "pa_mpjpe_mm": float(M.pa_mpjpe(pred_j, gt_j).mean()),
+           "mpvpe_mm": float("nan"), "pa_mpvpe_mm": float("nan"), "pck_auc_pa": float("nan")}
+    if part == "hand":
+        res["pck_auc_pa"] = M.pck_auc(M.pa_mpjpe(pred_j, gt_j, per_joint=True))[0]
+    idxm = [i for i, k in enumerate(keys) if gts[k].params_cam is not None and gts[k].model_type == mt]
+    if idxm:
+        gp = [_gt_params(gts[keys[i]].params_cam, body, f"hidden GT[{keys[i]}]") for i in idxm]  # type: ignore[arg-type]
+        gv, _, groot = forward_params(body, gp, None)
+        gv_t, groot_t = torch.tensor(gv * 1000.0), torch.tensor(groot * 1000.0)
+        res["mpvpe_mm"] = float(M.mpvpe(pred_v[idxm], gv_t, pred_r[idxm], groot_t).mean())
+        res["pa_mpvpe_mm"] = float(M.pa_mpvpe(pred_v[idxm], gv_t).mean())
+    return res
+
+
+def run_indirect(config: IndirectConfig, on_progress: Callable[[int, int, float], None] | None = None
+                 ) -> IndirectResult:
+    """Train the configured estimator on the pseudo-GT and test it; ValueError for ``i2l`` (not built yet)."""
+    cfg = config.checked()
+    if cfg.estimator == "i2l":
+        raise ValueError("estimator 'i2l' (I2L-MeshNet-style lixel estimator) is not built yet; use 'regressor'")
+    threads = torch.get_num_threads()
+    try:
+        net, info = train_regressor(cfg, on_progress)
+        res = test_estimator(net, cfg.test_dataset, kind=cfg.test_kind, hidden_gt=cfg.test_gt,
+                             model_dir=cfg.model_dir, input_size=cfg.input_size, device=cfg.device)
+    finally:
+        torch.set_num_threads(threads)
+    return IndirectResult(estimator=cfg.estimator, part=info["part"], num_train=info["num_train"],
+                          num_skipped_train=info["num_skipped"], num_test=int(res["num_test"]),
+                          train_seconds=round(info["seconds"], 3), final_train_loss=info["final_loss"],
+                          mpjpe_mm=res["mpjpe_mm"], pa_mpjpe_mm=res["pa_mpjpe_mm"], mpvpe_mm=res["mpvpe_mm"],
+                          pa_mpvpe_mm=res["pa_mpvpe_mm"], pck_auc_pa=res["pck_auc_pa"])
