@@ -169,10 +169,38 @@ def get_array(
     return as_array(value, shape, path=path, field_name=join_field(where, key), flatten=flatten)
 
 
+MM_MIN_SPREAD = 20.0
+"""A skeleton (body or hand) stored in millimetres spans more than this; one in metres spans less (< 2.5)."""
+M_MAX_SPREAD = 2.0
+"""A hand or body stored in metres spans less than this; one in millimetres spans more (> 50)."""
+
+
+def check_joint_units(joints: np.ndarray, unit: str, *, path: Path, field_name: str) -> None:
+    """Detect joints stored in the wrong unit from the skeleton's spread (largest extent along x, y or z).
+
+    ``unit="mm"``: a spread in ``(0, 20)`` means metres; ``unit="m"``: a spread above 2 means millimetres.
+    A spread of exactly 0 (all joints equal, a placeholder) is not judged here.
+
+    Raises:
+        DatasetFormatError: naming the file, the field, the spread and the likely unit.
+    """
+    finite = joints[np.all(np.isfinite(joints), axis=-1)]
+    if len(finite) < 2:
+        return
+    spread = float(np.max(finite.max(axis=0) - finite.min(axis=0)))
+    if unit == "mm" and 0.0 < spread < MM_MIN_SPREAD:
+        raise DatasetFormatError(path, field_name, f"the joints span only {spread:.3g} (expected millimetres): "
+                                 "the values look like metres; convert them to millimetres (x 1000)")
+    if unit == "m" and spread > M_MAX_SPREAD:
+        raise DatasetFormatError(path, field_name, f"the joints span {spread:.4g} (expected metres): the values "
+                                 "look like millimetres; convert them to metres (/ 1000)")
+
+
 def index_coco(data: Mapping, *, path: Path) -> tuple[dict[int, dict], list[dict]]:
     """Validate the ``images`` / ``annotations`` lists of a COCO-style file and index images by id.
 
-    Returns ``(images_by_id, annotations)``; each annotation's ``image_id`` must name an image.
+    Returns ``(images_by_id, annotations)``; each annotation's ``image_id`` must name an image and annotation
+    ids must be unique (results are keyed by them).
     """
     images = get_list(data, "images", path=path, where="")
     anns = get_list(data, "annotations", path=path, where="")
@@ -180,10 +208,15 @@ def index_coco(data: Mapping, *, path: Path) -> tuple[dict[int, dict], list[dict
     for i, img in enumerate(images):
         where = f"images[{i}]"
         images_by_id[get_int(img, "id", path=path, where=where)] = img
+    first_index: dict[int, int] = {}
     for i, ann in enumerate(anns):
         where = f"annotations[{i}]"
         image_id = get_int(ann, "image_id", path=path, where=where)
-        get_int(ann, "id", path=path, where=where)
+        ann_id = get_int(ann, "id", path=path, where=where)
+        if ann_id in first_index:
+            raise DatasetFormatError(path, f"{where}.id", f"duplicate annotation id {ann_id} "
+                                     f"(also annotations[{first_index[ann_id]}].id)")
+        first_index[ann_id] = i
         if image_id not in images_by_id:
             raise DatasetFormatError(path, f"{where}.image_id", f"no image with id {image_id}")
     return images_by_id, anns

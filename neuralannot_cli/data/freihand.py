@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from neuralannot_cli.data._json import as_array, bbox_from_keypoints, f32, read_json
+from neuralannot_cli.data._json import as_array, bbox_from_keypoints, check_joint_units, f32, read_json
 from neuralannot_cli.data.record import DatasetFormatError, Sample
 
 FREIHAND_VERSIONS: tuple[str, ...] = ("gs", "hom", "sample", "auto")
@@ -106,7 +106,9 @@ def load_freihand(
             extras["mano_theta_61"] = f32(as_array(mano_list[i], (61,), path=mano_path, field_name=f"[{i}]",
                                                    flatten=True))
         if xyz_list is not None:
-            joints_cam_mm = as_array(xyz_list[i], (21, 3), path=xyz_path, field_name=f"[{i}]") * 1000.0
+            joints_cam_m = as_array(xyz_list[i], (21, 3), path=xyz_path, field_name=f"[{i}]")
+            check_joint_units(joints_cam_m, "m", path=xyz_path, field_name=f"[{i}]")
+            joints_cam_mm = joints_cam_m * 1000.0
             uvw = joints_cam_mm @ K.T
             with np.errstate(divide="ignore", invalid="ignore"):
                 kp_px = uvw[:, :2] / uvw[:, 2:3]

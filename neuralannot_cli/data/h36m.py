@@ -34,6 +34,7 @@ import numpy as np
 
 from neuralannot_cli.data._json import (
     as_array,
+    check_joint_units,
     f32,
     get_array,
     get_field,
@@ -141,6 +142,7 @@ def load_h36m(
             if keys not in world_cache:  # the same frame is seen by every camera
                 world = get_nested(joints_json, keys, path=joint_path, context=f"(needed by image id {image_id})")
                 world_cache[keys] = as_array(world, (17, 3), path=joint_path, field_name=key_path(*keys))
+                check_joint_units(world_cache[keys], "mm", path=joint_path, field_name=key_path(*keys))
             joints_world_mm = world_cache[keys]
             joints_cam_mm = joints_world_mm @ cam["R"].T + cam["t"]
             kp_px = project_cam_to_px(joints_cam_mm, cam["f"], cam["c"])

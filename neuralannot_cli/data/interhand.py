@@ -45,6 +45,7 @@ import numpy as np
 
 from neuralannot_cli.data._json import (
     as_array,
+    check_joint_units,
     bbox_from_keypoints,
     f32,
     get_array,
@@ -149,6 +150,7 @@ def load_interhand(
         else:
             world, w_field = frame_entry, key_path(*keys)
         joints_world_mm = as_array(world, (42, 3), path=joint_path, field_name=w_field)
+        check_joint_units(joints_world_mm, "mm", path=joint_path, field_name=w_field)
         joints_cam_mm = (joints_world_mm - cam["campos"]) @ cam["camrot"].T
         kp_px = project_cam_to_px(joints_cam_mm, cam["focal"], cam["princpt"])
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from neuralannot_cli.data._json import (
     as_array,
+    check_joint_units,
     f32,
     get_array,
     get_int,
@@ -108,6 +109,7 @@ def load_mpi3dhp(root: str | Path, *, frame_step: int = 1) -> list[Sample]:
         keys = [subject, seq, frame]
         world = get_nested(joints_json, keys, path=joint_path, context=f"(needed by image id {image_id})")
         joints_world_mm = as_array(world, (17, 3), path=joint_path, field_name=key_path(*keys))
+        check_joint_units(joints_world_mm, "mm", path=joint_path, field_name=key_path(*keys))
         joints_cam_mm = joints_world_mm @ cam["R"].T + cam["t"]
         kp_px = project_cam_to_px(joints_cam_mm, cam["focal"], cam["princpt"])
         conf = np.isfinite(kp_px).all(axis=-1).astype(np.float64)
