@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -77,7 +78,13 @@ def _parse_annotation(ann: dict, *, path: Path, where: str, skip_crowd: bool) ->
     if iscrowd and skip_crowd:
         return None
     parts = [get_array(ann, name, (n, 3), path=path, where=where) for name, n in PART_FIELDS]
+    for (name, _), part in zip(PART_FIELDS, parts):
+        if np.any(part[:, 2] < 0):
+            j = int(np.argmax(part[:, 2] < 0))
+            raise DatasetFormatError(path, f"{where}.{name}", f"joint {j}: visibility {part[j, 2]:g} is negative "
+                                     "(expected 0 = unlabelled, 1 = occluded, 2 = visible)")
     out = {
+        "where": where,
         "kpts": np.concatenate(parts, axis=0),
         "bbox": get_array(ann, "bbox", (4,), path=path, where=where),
         "iscrowd": iscrowd,
@@ -143,6 +150,7 @@ def load_coco_wholebody(
         coco.createIndex()
 
     samples: list[Sample] = []
+    bad_boxes: list[str] = []
     for image_id in coco.getImgIds():
         img = images_by_id[image_id]
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
@@ -151,6 +159,9 @@ def load_coco_wholebody(
                 continue
             v = p["kpts"][:, 2]
             if skip_without_keypoints and not np.any(v > 0):
+                continue
+            if not (p["bbox"][2] > 0 and p["bbox"][3] > 0):  # Hand4Whole's process_bbox drops these too
+                bad_boxes.append(f"{p['where']}.bbox: width/height <= 0 ({p['bbox'].tolist()})")
                 continue
             conf = (v > 0).astype(np.float64)
             extras = {
@@ -174,4 +185,7 @@ def load_coco_wholebody(
                     extras=extras,
                 )
             )
+    if bad_boxes:
+        warnings.warn(f"{path}: {bad_boxes[0]}; skipped {len(bad_boxes)} annotation(s) with an empty person box",
+                      stacklevel=2)
     return samples
