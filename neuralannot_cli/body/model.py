@@ -29,6 +29,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -476,62 +477,67 @@ def load_body_model(
     resolved = _paths.find_model_file(model_type, gender=gender, is_rhand=is_rhand, config=config)
 
     regressors: dict[str, np.ndarray] = {}
-    with _quiet_stdout():
-        import smplx
+    try:
+        with _quiet_stdout():
+            import smplx
 
-        if model_type == "smplx":
-            npz = _as_npz(resolved.path, cache_dir, f"SMPLX_{gender.upper()}")
-            layer = smplx.SMPLXLayer(
-                model_path=str(npz),
-                ext="npz",
-                gender=gender,
-                num_betas=num_betas,
-                num_expression_coeffs=num_expression_coeffs,
-                use_pca=False,
-                flat_hand_mean=flat_hand_mean,
-                use_face_contour=True,
-                dtype=dtype,
-            )
-            reg_file = _paths.companion_file(resolved.path, H36M_REGRESSOR_FILENAME)
-            if reg_file is not None:
-                matrix = np.load(reg_file, allow_pickle=False)
-                if matrix.ndim != 2 or matrix.shape[1] != layer.v_template.shape[0]:
-                    raise ValueError(
-                        f"{reg_file}: regressor has shape {matrix.shape}, expected (17, {layer.v_template.shape[0]})"
-                    )
-                regressors["h36m"] = matrix
-            layer_path = standin_probe = npz
-        elif model_type == "mano":
-            side = "RIGHT" if is_rhand else "LEFT"
-            npz = _as_npz(resolved.path, cache_dir, f"MANO_{side}")
-            layer = smplx.MANOLayer(
-                model_path=str(npz),
-                ext="npz",
-                is_rhand=is_rhand,
-                num_betas=num_betas,
-                use_pca=False,
-                flat_hand_mean=flat_hand_mean,
-                dtype=dtype,
-            )
-            if not is_rhand:
-                right = None
-                for name in ("MANO_RIGHT.pkl", "MANO_RIGHT.npz"):
-                    right = right or _paths.companion_file(resolved.path, name)
-                _mano_left_shapedirs_fix(layer, right, cache_dir)
-            layer_path = standin_probe = npz
-        else:
-            flame_dir = _flame_dir(resolved, cache_dir)
-            layer = smplx.FLAMELayer(
-                model_path=str(flame_dir),
-                ext="npz",
-                gender=gender,
-                num_betas=num_betas,
-                num_expression_coeffs=num_expression_coeffs,
-                use_face_contour=True,
-                dtype=dtype,
-            )
-            layer_path = flame_dir
-            standin_probe = flame_dir / f"FLAME_{gender.upper()}.npz"
+            if model_type == "smplx":
+                npz = _as_npz(resolved.path, cache_dir, f"SMPLX_{gender.upper()}")
+                layer = smplx.SMPLXLayer(
+                    model_path=str(npz),
+                    ext="npz",
+                    gender=gender,
+                    num_betas=num_betas,
+                    num_expression_coeffs=num_expression_coeffs,
+                    use_pca=False,
+                    flat_hand_mean=flat_hand_mean,
+                    use_face_contour=True,
+                    dtype=dtype,
+                )
+                reg_file = _paths.companion_file(resolved.path, H36M_REGRESSOR_FILENAME)
+                if reg_file is not None:
+                    matrix = np.load(reg_file, allow_pickle=False)
+                    if matrix.ndim != 2 or matrix.shape[1] != layer.v_template.shape[0]:
+                        raise ValueError(
+                            f"{reg_file}: regressor has shape {matrix.shape}, expected (17, {layer.v_template.shape[0]})"
+                        )
+                    regressors["h36m"] = matrix
+                layer_path = standin_probe = npz
+            elif model_type == "mano":
+                side = "RIGHT" if is_rhand else "LEFT"
+                npz = _as_npz(resolved.path, cache_dir, f"MANO_{side}")
+                layer = smplx.MANOLayer(
+                    model_path=str(npz),
+                    ext="npz",
+                    is_rhand=is_rhand,
+                    num_betas=num_betas,
+                    use_pca=False,
+                    flat_hand_mean=flat_hand_mean,
+                    dtype=dtype,
+                )
+                if not is_rhand:
+                    right = None
+                    for name in ("MANO_RIGHT.pkl", "MANO_RIGHT.npz"):
+                        right = right or _paths.companion_file(resolved.path, name)
+                    _mano_left_shapedirs_fix(layer, right, cache_dir)
+                layer_path = standin_probe = npz
+            else:
+                flame_dir = _flame_dir(resolved, cache_dir)
+                layer = smplx.FLAMELayer(
+                    model_path=str(flame_dir),
+                    ext="npz",
+                    gender=gender,
+                    num_betas=num_betas,
+                    num_expression_coeffs=num_expression_coeffs,
+                    use_face_contour=True,
+                    dtype=dtype,
+                )
+                layer_path = flame_dir
+                standin_probe = flame_dir / f"FLAME_{gender.upper()}.npz"
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, KeyError, IsADirectoryError, PermissionError) as exc:
+        # a corrupt / truncated / foreign model file (np.load and smplx raise these bare): one line naming it
+        raise ValueError(f"{resolved.path}: cannot load the {model_type.upper()} model file: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'empty or truncated'}") from None
 
     if layer.num_betas != num_betas:
         raise ValueError(
