@@ -93,6 +93,7 @@ def check_cmd(
     for col in ("model", "file", "found via", "loads as", "vertices", "kinematic joints", "output joints", "kind"):
         table.add_column(col)
     problems = 0
+    first_problem, first_missing = "", True  # the error line names a broken file before a missing one
     any_standin = False
     for model_type, gender, is_rhand in _CHECKED:
         label = model_type if model_type != "smplx" else f"smplx ({gender})"
@@ -108,6 +109,8 @@ def check_cmd(
         except (FileNotFoundError, ValueError, OSError, RuntimeError, KeyError) as exc:
             problems += 1
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not first_problem or (first_missing and not isinstance(exc, FileNotFoundError)):
+                first_problem, first_missing = f"{label}: {message}", isinstance(exc, FileNotFoundError)
             table.add_row(label, "-", "-", f"[red]{message}[/]", "-", "-", "-", "-")
             continue
         any_standin |= model.is_standin
@@ -129,4 +132,4 @@ def check_cmd(
             "[bold yellow]WARNING: stand-in models in use — results are NOT real SMPL-X/MANO/FLAME results.[/]"
         )
     if problems:
-        fail(f"{problems} model file(s) missing or failed to load (see the table)")
+        fail(f"{problems} model file(s) missing or failed to load (see the table); first: {first_problem}")
