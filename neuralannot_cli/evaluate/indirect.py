@@ -5,7 +5,7 @@ Estimators (one code path for every pseudo-GT source, so that sources compare fa
 - ``regressor`` (:class:`ParamRegressor`, the paper's Table 8 regressor): ResNet (:class:`~neuralannot_cli.
   nets.backbone.ResNetBackbone`) -> global average pool -> FC(512) -> ReLU -> FC regressing the root and
   body (SMPL-X: 1 + 21, MANO: 1 + 15) rotations in 6D (:func:`neuralannot_cli.rotation.rot6d_to_rotmat`,
-  bias initialised to the identity) and the shape ``betas``. No camera is regressed: the metrics are
+  bias initialised to the identity, the root to the mean training orientation) and the shape ``betas``. No camera is regressed: the metrics are
   root-relative (MPJPE after root alignment, PA-MPJPE, MPVPE with each mesh translated by its root joint).
 - ``i2l`` (I2L-MeshNet-style lixel estimator): not built yet (:func:`run_indirect` raises ValueError).
 
@@ -104,7 +104,7 @@ class ParamRegressor(nn.Module):
     """
 
     def __init__(self, part: Literal["body", "hand"], depth: Literal[18, 34, 50] = 18, num_betas: int = 10,
-                 hidden: int = 512) -> None:
+                 hidden: int = 512, root_init_rotmat: torch.Tensor | None = None) -> None:
         super().__init__()
         from neuralannot_cli.nets.backbone import ResNetBackbone
         from neuralannot_cli.rotation import rotmat_to_rot6d
@@ -118,7 +118,13 @@ class ParamRegressor(nn.Module):
         self.fc1 = nn.Linear(self.backbone.out_channels, hidden)
         self.fc2 = nn.Linear(hidden, self.num_rot * 6 + self.num_betas)
         nn.init.normal_(self.fc2.weight, std=1e-3)
-        bias = torch.cat([rotmat_to_rot6d(torch.eye(3)).repeat(self.num_rot), torch.zeros(self.num_betas)])
+        rot_bias = torch.eye(3).repeat(self.num_rot, 1, 1)
+        if root_init_rotmat is not None:
+            root_init_rotmat = torch.as_tensor(root_init_rotmat, dtype=torch.float32)
+            if root_init_rotmat.shape != (3, 3):
+                raise ValueError(f"root_init_rotmat must be (3, 3), got {tuple(root_init_rotmat.shape)}")
+            rot_bias[0] = root_init_rotmat
+        bias = torch.cat([rotmat_to_rot6d(rot_bias).reshape(-1), torch.zeros(self.num_betas)])
         with torch.no_grad():
             self.fc2.bias.copy_(bias)
 
@@ -180,7 +186,12 @@ def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, flo
     rot_t, betas_t = _targets([records[k] for k in keys], part)
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
-    net = ParamRegressor(part, cfg.depth, num_betas=betas_t.shape[1]).to(device)  # type: ignore[arg-type]
+    # start the root at the chordal mean orientation of the targets (SMPL-X bodies stand upside down in an
+    # OpenCV camera at the identity)
+    u, _, vh = torch.linalg.svd(rot_t[:, 0].double().mean(0))
+    mean_root = u @ torch.diag(torch.tensor([1.0, 1.0, float(torch.det(u @ vh))], dtype=torch.float64)) @ vh
+    net = ParamRegressor(part, cfg.depth, num_betas=betas_t.shape[1],  # type: ignore[arg-type]
+                         root_init_rotmat=mean_root.float()).to(device)
     body = BodyModels(cfg.model_dir, device).get("smplx" if part == "body" else "mano", "right")
     ds = _with_index(sample_list, cfg.input_size)
     gen = torch.Generator().manual_seed(cfg.seed)
