@@ -5,8 +5,8 @@ Estimators (one code path for every pseudo-GT source, so that sources compare fa
 - ``regressor`` (:class:`ParamRegressor`, the paper's Table 8 regressor): ResNet (:class:`~neuralannot_cli.
   nets.backbone.ResNetBackbone`) -> global average pool -> FC(512) -> ReLU -> FC regressing the root and
   body (SMPL-X: 1 + 21, MANO: 1 + 15) rotations in 6D (:func:`neuralannot_cli.rotation.rot6d_to_rotmat`,
-  bias initialised to the identity, the root to the mean training orientation) and the shape ``betas``. No camera is regressed: the metrics are
-  root-relative (MPJPE after root alignment, PA-MPJPE, MPVPE with each mesh translated by its root joint).
+  bias initialised to the identity, the root to the mean training orientation) and the shape ``betas``.
+  No camera is regressed: the metrics are root-relative (MPJPE after root alignment, PA-MPJPE, MPVPE with each mesh translated by its root joint).
 - ``i2l`` (I2L-MeshNet-style lixel estimator): not built yet (:func:`run_indirect` raises ValueError).
 
 Training (:func:`train_regressor`): crops of the training samples matched to pseudo-GT records
