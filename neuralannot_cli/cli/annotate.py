@@ -43,7 +43,7 @@ class _Optimizer(str, Enum):
 
 def _load_annotator(checkpoint: Path, device: str) -> Any:
     """``neuralannot_cli.train.checkpoint.load_annotator`` (separate so tests can substitute an annotator)."""
-    from neuralannot_cli.train.checkpoint import load_annotator
+    from neuralannot_cli.train.inference import load_annotator
 
     return load_annotator(checkpoint, device)
 
