@@ -338,7 +338,12 @@ class _TensorsOnlyPickleModule:
     """A ``pickle_module`` for ``torch.load`` whose unpickler never imports arbitrary code."""
 
     Unpickler = _TensorsOnlyUnpickler
-    load = staticmethod(pickle.load)
+
+    @staticmethod
+    def load(file: Any, **kwargs: Any) -> Any:
+        # torch's legacy (non-zip) reader calls pickle_module.load for its header records: it must be the
+        # restricted unpickler too (plain pickle.load here ran the code of a crafted file)
+        return _TensorsOnlyUnpickler(file, **kwargs).load()
     __name__ = "neuralannot_tensors_only_pickle"
 
 
