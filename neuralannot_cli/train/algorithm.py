@@ -98,7 +98,7 @@ def _loss_weights(config: TrainConfig):
     from neuralannot_cli.losses import LossWeights
 
     given = {k: getattr(config, k) for k in ("lambda_ax", "lambda_tg", "w_2d", "w_3d", "w_param")}
-    return LossWeights(**{k: float(v) for k, v in given.items() if v is not None})
+    return LossWeights.for_part(config.part, **{k: float(v) for k, v in given.items() if v is not None})
 
 
 class _Logger:
