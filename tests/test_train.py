@@ -1,7 +1,11 @@
 """neuralannot train: config, dataset assembly, the annotator's camera conversion, and learning on synthetic sets.
 
 The learning tests generate tiny synthetic sets with ``neuralannot_cli.data.synth`` (stand-in body models) and
-train on the CPU; the longer, more convincing run is marked ``slow``.
+train on the CPU. CI budget: the default tests share ONE small body run (module fixture ``body_run``: 16 aux /
+16 target images, 32 px crops, ResNet-18, batch 4) and one tiny hand run, and check small but falsifiable
+learning properties (Θ* beats the mean pose; the target 2D error falls). The longer, convincing runs (stage 1
+nearly solves the aux set; the Table-2 prior ablation) are marked ``slow``. Torch runs single-threaded here:
+on a loaded 2-core CI box two intra-op threads are several times slower than one.
 """
 
 from __future__ import annotations
@@ -18,6 +22,15 @@ from neuralannot_cli.train.config import TrainConfig, config_from_dict, config_f
 # ------------------------------------------------------------------------------------------------ helpers
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Single intra-op thread for the module (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_synth(root: Path, model_dir: Path, kind: str, count: int, size: int, seed: int, **kw) -> Path:
     from neuralannot_cli.data.synth import SynthConfig, generate
 
@@ -32,14 +45,14 @@ def make_synth(root: Path, model_dir: Path, kind: str, count: int, size: int, se
 def body_sets(tmp_path_factory, standin_dir) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("train_sets")
     return {
-        "h36m": make_synth(root, standin_dir, "h36m", 24, 64, 1, subjects=(1,)),
-        "coco": make_synth(root, standin_dir, "coco-wholebody", 24, 64, 2),
+        "h36m": make_synth(root, standin_dir, "h36m", 16, 64, 1, subjects=(1,)),
+        "coco": make_synth(root, standin_dir, "coco-wholebody", 16, 64, 2),
     }
 
 
 def body_config(sets: dict[str, Path], standin_dir: Path, out: Path, **kw) -> TrainConfig:
     base = dict(part="body", aux=(("h36m", str(sets["h36m"])),), target=(("coco_wholebody", str(sets["coco"])),),
-                out_dir=str(out), stage1_epochs=1, stage2_epochs=1, prior_epochs=2, prior_dim=8, batch_size=8,
+                out_dir=str(out), stage1_epochs=1, stage2_epochs=1, prior_epochs=2, prior_dim=8, batch_size=4,
                 input_size=32, lr=1e-3, backbone="resnet18", model_dir=str(standin_dir), augment=False, prior="none",
                 dataset_options=(("h36m", (("subjects", (1,)),)),), progress=False)
     base.update(kw)
@@ -77,6 +90,19 @@ def test_config_rejects_bad_values(bad, match):
     base.update(bad)
     with pytest.raises(ValueError, match=match):
         TrainConfig(**base)
+
+
+def test_loss_weights_follow_the_part_defaults():
+    """The hand's 3D term uses LossWeights.for_part('hand') (w_3d = 10) unless the config overrides it."""
+    from neuralannot_cli.losses import LossWeights
+    from neuralannot_cli.train.algorithm import _loss_weights
+
+    base = dict(aux=(("freihand", "/d"),), target=(("coco_wholebody", "/c"),), out_dir="/o")
+    assert _loss_weights(TrainConfig(part="hand", **base)) == LossWeights.for_part("hand") and \
+        LossWeights.for_part("hand").w_3d == 10.0
+    assert _loss_weights(TrainConfig(part="hand", w_3d=2.0, lambda_ax=0.5, **base)).w_3d == 2.0
+    body = _loss_weights(TrainConfig(part="body", **{**base, "aux": (("h36m", "/d"),)}))
+    assert body == LossWeights() and body.w_3d == 1.0
 
 
 def test_yaml_unknown_key(tmp_path):
@@ -178,38 +204,60 @@ def _mpjpe_pa(pred_mm: torch.Tensor, gt_mm: torch.Tensor) -> float:
     return float((procrustes_align(pred_mm.double(), gt_mm.double()) - gt_mm.double()).norm(dim=-1).mean())
 
 
-def test_body_train_end_to_end_learns(tmp_path, standin_dir, body_sets):
+@pytest.fixture(scope="module")
+def body_run(tmp_path_factory, standin_dir, body_sets, one_thread) -> Path:
+    """One small body run shared by the tests of this module (8 stage-1 epochs x 4 steps, 2 stage-2 epochs,
+    learned VPoser prior)."""
     from neuralannot_cli.train.algorithm import train
-    from neuralannot_cli.train.checkpoint import load_tensors
 
-    out = tmp_path / "run"
-    cfg = body_config(body_sets, standin_dir, out, stage1_epochs=10, stage2_epochs=4, prior="learned")
-    train(cfg)
+    out = tmp_path_factory.mktemp("body_run") / "run"
+    train(body_config(body_sets, standin_dir, out, stage1_epochs=8, stage2_epochs=2, prior="learned"))
+    return out
+
+
+def test_body_train_writes_the_annotator(body_run):
+    from neuralannot_cli.train.checkpoint import load_tensors
+    from neuralannot_cli.train.inference import load_annotator
+
+    out = body_run
     for name in ("model.safetensors", "config.json", "prior/prior.json", "stage1_h36m.safetensors",
                  "theta_star_h36m.safetensors", "metrics.jsonl", "state/progress.json"):
         assert (out / name).is_file(), name
-    metrics = read_metrics(out)
-    ts = next(m for m in metrics if m["stage"] == "theta_star_h36m")
-    # stage 1 (GT 3D as input) beats the mean pose by far, root-aligned and after Procrustes
-    assert ts["theta_star_mpjpe_mm"] < 0.75 * ts["mean_pose_mpjpe_mm"], ts
     theta = load_tensors(out / "theta_star_h36m.safetensors")
-    assert theta["pose_rotvecs"].shape == (24, 21, 3) and sorted(theta["index"].tolist()) == list(range(24))
+    assert theta["pose_rotvecs"].shape == (16, 21, 3) and sorted(theta["index"].tolist()) == list(range(16))
+    assert torch.isfinite(theta["transl_cam_m"]).all()
+    ann = load_annotator(out, "cpu")
+    assert (ann.part, ann.model_type, ann.joint_set, ann.num_joints) == ("body", "smplx", "coco_wholebody_133", 23)
+
+
+def test_body_stage1_theta_star_beats_the_mean_pose(body_run):
+    """Stage 1 (GT 3D as input) after 32 steps: root-aligned Θ* error well below the mean pose's (the strong,
+    'nearly solves' version is the slow test)."""
+    ts = next(m for m in read_metrics(body_run) if m["stage"] == "theta_star_h36m")
+    assert ts["count"] == 16
+    assert ts["theta_star_mpjpe_mm"] < 0.75 * ts["mean_pose_mpjpe_mm"], ts
+    s1 = [m for m in read_metrics(body_run) if m["stage"] == "stage1_h36m"]
+    assert len(s1) == 8 and s1[-1]["kp3d"] < 0.8 * s1[0]["kp3d"], s1
+
+
+def test_body_stage2_target_2d_error_falls(body_run):
+    metrics = read_metrics(body_run)
     s2 = [m for m in metrics if m["stage"] == "stage2"]
-    assert len(s2) == 4 and all(m["skipped_steps"] == 0 for m in s2)
+    assert len(s2) == 2 and all(m["skipped_steps"] == 0 for m in s2)
     # 2D error (px) of the target set: median over samples (a sample whose body crosses the camera plane
     # projects arbitrarily far); the mean must stay finite
     errs = [next(m for m in metrics if m["stage"] == "stage2_init")["target_2d_err_px_median"]]
     errs += [m["target_2d_err_px_median"] for m in s2]
-    assert errs[-1] < 0.85 * errs[0] and errs[-1] < errs[1], errs
+    assert errs[-1] < 0.9 * errs[0] and errs[-1] < errs[1], errs
     assert all(np.isfinite(m["target_2d_err_px"]) for m in s2)
 
 
 def test_resume_refuses_existing_run_without_flag(tmp_path, standin_dir, body_sets):
+    from neuralannot_cli.train.algorithm import train
     from neuralannot_cli.train.checkpoint import Progress
 
     out = tmp_path / "run"
     Progress(out).set_config({"part": "body"})
-    from neuralannot_cli.train.algorithm import train
 
     with pytest.raises(ValueError, match="--resume"):
         train(body_config(body_sets, standin_dir, out))
@@ -249,7 +297,7 @@ def hidden_gt_pa_mpjpe(out: Path, coco_root: Path, part: str) -> float:
 @pytest.fixture(scope="session")
 def hand_sets(tmp_path_factory, standin_dir, body_sets) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hand_sets")
-    return {"freihand": make_synth(root, standin_dir, "freihand", 16, 224, 3), "coco": body_sets["coco"]}
+    return {"freihand": make_synth(root, standin_dir, "freihand", 8, 224, 3), "coco": body_sets["coco"]}
 
 
 def test_hand_train_end_to_end(tmp_path, standin_dir, hand_sets):
@@ -258,8 +306,9 @@ def test_hand_train_end_to_end(tmp_path, standin_dir, hand_sets):
 
     out = tmp_path / "hand"
     cfg = TrainConfig(part="hand", aux=(("freihand", str(hand_sets["freihand"])),),
-                      target=(("coco_wholebody", str(hand_sets["coco"])),), out_dir=str(out), stage1_epochs=6,
-                      stage2_epochs=2, prior="learned", prior_dim=6, batch_size=4, input_size=32, lr=1e-3,
+                      target=(("coco_wholebody", str(hand_sets["coco"])),), out_dir=str(out), stage1_epochs=8,
+                      stage2_epochs=1, prior="learned", prior_dim=6, batch_size=4, input_size=32, lr=1e-3,
+                      max_samples=8,
                       backbone="resnet18", model_dir=str(standin_dir), augment=False, progress=False)
     train(cfg)
     metrics = read_metrics(out)

@@ -36,6 +36,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     from neuralannot_cli.train.algorithm import _optimizer_step
     from neuralannot_cli.train.distributed import cleanup_distributed, unwrap, wrap_ddp
 
+    torch.set_num_threads(1)  # 2 ranks on a 2-core box
     ctx = setup_distributed("cpu")
     model = wrap_ddp(_tiny_model(), ctx)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)

@@ -10,7 +10,7 @@ import torch
 
 from neuralannot_cli.train.algorithm import StopTraining, train
 from neuralannot_cli.train.checkpoint import load_tensors
-from tests.test_train import body_config, body_sets  # noqa: F401 (session fixture)
+from tests.test_train import body_config, body_sets, one_thread  # noqa: F401 (fixtures)
 
 
 def _stop_at(step: str, epoch: int):
@@ -22,7 +22,8 @@ def _stop_at(step: str, epoch: int):
 
 
 def test_resume_matches_uninterrupted_run(tmp_path, standin_dir, body_sets):  # noqa: F811
-    kw = dict(stage1_epochs=2, stage2_epochs=2, prior="learned", batch_size=4, max_samples=12)
+    # tiny: 8 samples, batch 4 -> 2 steps per epoch; stop inside stage 1 and inside stage 2
+    kw = dict(stage1_epochs=2, stage2_epochs=2, prior="learned", batch_size=4, max_samples=8, eval_samples=4)
     full = tmp_path / "full"
     train(body_config(body_sets, standin_dir, full, **kw))
 
