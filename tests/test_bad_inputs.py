@@ -52,21 +52,6 @@ replaces the case's command."""
 runner = CliRunner()
 
 
-def _has_load_annotator() -> bool:
-    try:
-        from neuralannot_cli.train import checkpoint
-    except ImportError:
-        return False
-    return hasattr(checkpoint, "load_annotator")
-
-
-CKPT_XFAIL = pytest.mark.xfail(
-    not _has_load_annotator(), strict=True,
-    reason="cli/annotate.py imports load_annotator from train.checkpoint, which does not define it "
-           "(it lives in train.inference): an ImportError traceback for every real checkpoint",
-)
-
-
 @dataclass(frozen=True)
 class _Pred:
     root_rotvec: torch.Tensor
@@ -131,7 +116,7 @@ CLI_CASES = [c for c in CASES if c["command"] is not None]
 def _marks(c: dict[str, Any]) -> list:
     if c.get("known_gap"):
         return [pytest.mark.xfail(strict=True, reason=c["known_gap"])]
-    return [CKPT_XFAIL] if c["id"].startswith("ckpt_") else []
+    return []
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c["id"], marks=_marks(c)) for c in CLI_CASES])
@@ -170,8 +155,8 @@ def test_bad_input_loader(case):
 def test_bad_input_subprocess(case_id, tmp_path, standin_dir):
     """The real interpreter: stderr has the one-line message (or the skip warning) and no traceback."""
     case = dict(next(c for c in CASES if c["id"] == case_id))
-    if case_id.startswith("ckpt_") and not _has_load_annotator():
-        pytest.xfail(CKPT_XFAIL.kwargs["reason"])
+    if case.get("known_gap"):
+        pytest.xfail(case["known_gap"])
     if SUBPROCESS_CASES[case_id] is not None:
         case["command"] = SUBPROCESS_CASES[case_id]
     argv = _argv(case, tmp_path, standin_dir)
