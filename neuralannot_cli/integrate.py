@@ -812,6 +812,13 @@ def integrate_records(
         )
         with torch.no_grad():
             dirs = rest_forearm_dirs(smplx_model, inputs.shape_betas).double().cpu()
+            # A degenerate shape (e.g. |beta| >> 3 from an untrained annotator) can fold the rest forearm
+            # back on itself; its twist axis is then taken from the mean shape rather than failing the file.
+            unit = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            degenerate = (unit[..., 0] <= -0.5) | (dirs.norm(dim=-1) <= 1e-9)
+            if bool(degenerate.any()):
+                mean_dirs = rest_forearm_dirs(smplx_model, torch.zeros_like(inputs.shape_betas[:1])).double().cpu()
+                dirs = torch.where(degenerate[..., None], mean_dirs.expand_as(dirs), dirs)
             result = integrate_smplx(inputs, dirs, thresholds=thresholds)
 
     out: dict[str, Any] = {}

@@ -477,3 +477,25 @@ def test_cli_errors_name_file_and_field(tmp_path, models, standin_dir):
                             "--model-dir", str(standin_dir)])
     assert r.exit_code != 0 and '["1"].flame_param.expr' in _plain(r.output)
     assert not (tmp_path / "o.json").exists()
+
+
+def test_degenerate_shape_falls_back_to_mean_forearm_axis(tmp_path, models, standin_dir):
+    """An absurd shape (as an untrained annotator writes) must not abort the file: the twist axis of that
+    person comes from the mean shape, and its wrist result equals the same person with the mean shape."""
+    from neuralannot_cli.cli.main import app
+
+    paths, _ = _write_case(tmp_path, models)
+    body = json.loads(paths["body"].read_text())
+    body["1"]["smplx_param"]["shape"] = [-2.5, 8.0, -22.2, -13.9, -16.6, -24.4, -11.4, 0.0, 0.1, -24.0]
+    bad = tmp_path / "absurd_body.json"
+    bad.write_text(json.dumps(body))
+    outs = {}
+    for name, src in (("absurd", bad), ("mean", paths["body"])):
+        outs[name] = tmp_path / f"{name}.json"
+        r = CliRunner().invoke(app, ["integrate", "--body", str(src), "--hand", str(paths["hand"]),
+                                     "--face", str(paths["face"]), "--out", str(outs[name]),
+                                     "--model-dir", str(standin_dir)])
+        assert r.exit_code == 0, _plain(r.output)
+    absurd, mean = (json.loads(outs[k].read_text())["1"] for k in ("absurd", "mean"))
+    assert absurd["integration"]["lwrist"] == mean["integration"]["lwrist"] == "replaced"
+    assert absurd["smplx_param"]["body_pose"] == pytest.approx(mean["smplx_param"]["body_pose"], abs=1e-9)
