@@ -21,7 +21,7 @@ neuralannot models make-standin "$MODELS"
 neuralannot models check --model-dir "$MODELS"
 
 step "2. synthetic datasets in the real formats (known GT)"
-neuralannot synth --kind h36m --out "$OUT/data/h36m" --count $((24 * S)) --image-size 128 --subjects 1 --seed 1
+neuralannot synth --kind h36m --out "$OUT/data/h36m" --count $((24 * S)) --image-size 128 --subjects 1,5,6,7,8 --seed 1
 neuralannot synth --kind freihand --out "$OUT/data/freihand" --count $((16 * S)) --seed 2
 neuralannot synth --kind coco-wholebody --out "$OUT/data/coco" --count $((24 * S)) --image-size 128 --seed 3 \
     --kp-noise-px 1
@@ -40,6 +40,10 @@ step "5. annotate the target set (pseudo-GT in the released NeuralAnnot layout)"
 neuralannot annotate "$COCO_JSON" --checkpoint "$OUT/runs/body" --out "$OUT/pseudo_gt/body.json"
 neuralannot annotate "$COCO_JSON" --checkpoint "$OUT/runs/hand" --out "$OUT/pseudo_gt/hand.json"
 
+step "5b. the SMPLify-X-style baseline on the same set (same output layout), for comparison"
+neuralannot annotate "$COCO_JSON" --method smplifyx --out "$OUT/pseudo_gt/body_smplifyx.json" \
+    --fit-iterations-scale 0.5
+
 step "6. fit FLAME to the face keypoints"
 neuralannot fit-face "$COCO_JSON" --out "$OUT/pseudo_gt/face.json" --iterations-scale 0.5
 
@@ -47,8 +51,18 @@ step "7. integrate body + hands + face into SMPL-X (Algorithm 2)"
 neuralannot integrate --body "$OUT/pseudo_gt/body.json" --hand "$OUT/pseudo_gt/hand.json" \
     --face "$OUT/pseudo_gt/face.json" --out "$OUT/pseudo_gt/smplx.json"
 
+HIDDEN="$OUT/data/coco/annotations/synth_hidden_gt_train.json"
+step "8. direct evaluation against the synthetic set's hidden GT: NeuralAnnot vs the baseline"
+neuralannot evaluate direct "$OUT/pseudo_gt/body.json" --name neuralannot --dataset "$COCO_JSON" --gt "$HIDDEN" \
+    --compare smplifyx="$OUT/pseudo_gt/body_smplifyx.json" --out "$OUT/report"
+
+step "9. overlays (pseudo-GT meshes over the images, side by side with the baseline)"
+neuralannot evaluate render "$OUT/pseudo_gt/body.json" --dataset "$COCO_JSON" \
+    --compare "$OUT/pseudo_gt/body_smplifyx.json" --out "$OUT/overlays" --max-images 8
+
 step "done"
 echo "Everything is under $OUT/:"
 echo "  models/     stand-in body models          data/       synthetic datasets (+ hidden GT side files)"
-echo "  runs/       checkpoints, metrics.jsonl    pseudo_gt/  body.json hand.json face.json smplx.json"
+echo "  runs/       checkpoints, metrics.jsonl    pseudo_gt/  body.json hand.json face.json smplx.json ..."
+echo "  report/     report.json, error_hist.png, per_joint.png    overlays/   grid.png and one PNG per sample"
 echo "These were made with STAND-IN body models: they exercise the pipeline, they are not real annotations."
