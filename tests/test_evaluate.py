@@ -245,5 +245,5 @@ def test_indirect_regressor_learns_from_pseudo_gt(frei_set, standin_dir, tmp_pat
     assert after.num_train == 3 and after.num_test == 3 and after.part == "hand"
     assert after.mpjpe_mm < 0.5 * before["mpjpe_mm"] and after.pa_mpjpe_mm < 0.7 * before["pa_mpjpe_mm"]
     assert after.mpvpe_mm < 0.5 * before["mpvpe_mm"] and after.pck_auc_pa > before["pck_auc_pa"]
-    with pytest.raises(ValueError, match="i2l"):
-        run_indirect(IndirectConfig("i2l", pgt, ds, ds))
+    with pytest.raises(ValueError, match="multiple of 32 for the i2l"):
+        run_indirect(IndirectConfig("i2l", pgt, ds, ds, input_size=48, model_dir=standin_dir))

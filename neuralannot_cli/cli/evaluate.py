@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from neuralannot_cli.cli._common import err_console, fail, not_yet_built
+from neuralannot_cli.cli._common import err_console, fail
 
 app = typer.Typer(
     help="Evaluate pseudo-GT: direct 3D/2D error and time against GT, mesh overlays, indirect evaluation.",
@@ -165,7 +165,9 @@ class _Estimator(str, Enum):
 @app.command("indirect")
 def indirect(
     estimator: Annotated[_Estimator, typer.Option(help="'regressor': ResNet + FC regressing body-model parameters "
-                                                       "(the paper's Table 8); 'i2l': lixel-based (not built yet).",
+                                                       "(the paper's Table 8); 'i2l': I2L-MeshNet-style lixels (1D heatmaps "
+                                                       "per joint and sub-sampled mesh vertex; --input-size a "
+                                                       "multiple of 32).",
                                                   case_sensitive=False)],
     train: Annotated[Path, typer.Option("--train", help="Pseudo-GT file to train on.")],
     train_dataset: Annotated[Path, typer.Option(help="Dataset annotation file of the pseudo-GT (the images).")],
@@ -193,8 +195,6 @@ def indirect(
 
     from neuralannot_cli.evaluate.indirect import IndirectConfig, run_indirect
 
-    if estimator == _Estimator.i2l:
-        not_yet_built("evaluate indirect --estimator i2l", 6, "the I2L-MeshNet-style lixel estimator")
     for p in (train, train_dataset, test, *([test_gt] if test_gt is not None else [])):
         if not p.exists():
             fail(f"{p}: file not found")

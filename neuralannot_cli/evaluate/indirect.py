@@ -7,7 +7,8 @@ Estimators (one code path for every pseudo-GT source, so that sources compare fa
   body (SMPL-X: 1 + 21, MANO: 1 + 15) rotations in 6D (:func:`neuralannot_cli.rotation.rot6d_to_rotmat`,
   bias initialised to the identity, the root to the mean training orientation) and the shape ``betas``.
   No camera is regressed: the metrics are root-relative (MPJPE after root alignment, PA-MPJPE, MPVPE with each mesh translated by its root joint).
-- ``i2l`` (I2L-MeshNet-style lixel estimator): not built yet (:func:`run_indirect` raises ValueError).
+- ``i2l`` (I2L-MeshNet-style lixel estimator): :mod:`neuralannot_cli.evaluate.i2l` (1D heatmaps per joint
+  and per vertex of a sub-sampled mesh, soft-argmax), same test-set path and metrics.
 
 Training (:func:`train_regressor`): crops of the training samples matched to pseudo-GT records
 (:class:`~neuralannot_cli.data.pipeline.CroppedSampleDataset`, no augmentation, the record's parameters as
@@ -278,15 +279,20 @@ def test_estimator(net: ParamRegressor, test_dataset: str | os.PathLike, *, kind
 
 def run_indirect(config: IndirectConfig, on_progress: Callable[[int, int, float], None] | None = None
                  ) -> IndirectResult:
-    """Train the configured estimator on the pseudo-GT and test it; ValueError for ``i2l`` (not built yet)."""
+    """Train the configured estimator on the pseudo-GT and test it."""
     cfg = config.checked()
-    if cfg.estimator == "i2l":
-        raise ValueError("estimator 'i2l' (I2L-MeshNet-style lixel estimator) is not built yet; use 'regressor'")
     threads = torch.get_num_threads()
     try:
-        net, info = train_regressor(cfg, on_progress)
-        res = test_estimator(net, cfg.test_dataset, kind=cfg.test_kind, hidden_gt=cfg.test_gt,
-                             model_dir=cfg.model_dir, input_size=cfg.input_size, device=cfg.device)
+        if cfg.estimator == "i2l":
+            from neuralannot_cli.evaluate.i2l import test_i2l, train_i2l
+
+            est, info = train_i2l(cfg, on_progress)
+            res = test_i2l(est, cfg.test_dataset, kind=cfg.test_kind, hidden_gt=cfg.test_gt,
+                           model_dir=cfg.model_dir, device=cfg.device)
+        else:
+            net, info = train_regressor(cfg, on_progress)
+            res = test_estimator(net, cfg.test_dataset, kind=cfg.test_kind, hidden_gt=cfg.test_gt,
+                                 model_dir=cfg.model_dir, input_size=cfg.input_size, device=cfg.device)
     finally:
         torch.set_num_threads(threads)
     return IndirectResult(estimator=cfg.estimator, part=info["part"], num_train=info["num_train"],
