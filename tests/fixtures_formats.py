@@ -156,7 +156,7 @@ def write_3dpw(root: Path, split: str = "test") -> dict[str, Any]:
 def write_coco_wholebody(root: Path, split: str = "val") -> dict[str, Any]:
     """coco_wholebody_{split}_v1.0.json: 2 images, 4 annotations (one crowd, one with no keypoints).
 
-    In person annotations, part P's joint j has x = 1000 * (P + 1) + j (P: 0 body, 1 foot, 2 face,
+    In person annotations, part P's joint j has x = 100 * (P + 1) + j (inside the images) (P: 0 body, 1 foot, 2 face,
     3 left hand, 4 right hand), y = j, and visibility cycling 0, 1, 2.
     """
     parts = [("keypoints", 17), ("foot_kpts", 6), ("face_kpts", 68), ("lefthand_kpts", 21), ("righthand_kpts", 21)]
@@ -169,7 +169,7 @@ def write_coco_wholebody(root: Path, split: str = "val") -> dict[str, Any]:
             flat: list[float] = []
             for j in range(n):
                 v = 0 if empty else j % 3
-                flat += [float(1000 * (p + 1) + j) if v else 0.0, float(j) if v else 0.0, v]
+                flat += [float(100 * (p + 1) + j) if v else 0.0, float(j) if v else 0.0, v]
             ann[name] = flat
         ann.update({"face_box": [40.0, 30.0, 20.0, 25.0], "lefthand_box": [5.0, 100.0, 15.0, 15.0],
                     "righthand_box": [90.0, 100.0, 16.0, 14.0], "face_valid": True, "lefthand_valid": False,

@@ -221,7 +221,7 @@ def test_coco_wholebody_133_order_and_filters(tmp_path, capsys):
     for s in samples:
         _check_common(s, 133)
         assert s.joint_set == "coco_wholebody_133" and s.joints_3d_cam_mm is None and s.focal_px is None
-        expected_x = np.where(v > 0, 1000.0 * (part_of + 1) + j_in_part, 0.0)
+        expected_x = np.where(v > 0, 100.0 * (part_of + 1) + j_in_part, 0.0)
         np.testing.assert_array_equal(s.keypoints_2d_px[:, 0], expected_x)
         np.testing.assert_array_equal(s.keypoints_conf, (v > 0).astype(np.float32))
         np.testing.assert_array_equal(s.extras["keypoints_v"], v)

@@ -72,6 +72,14 @@ def _get_bool(obj: dict, key: str, *, path: Path, where: str) -> bool:
     raise DatasetFormatError(path, f"{where}.{key}", f"expected true/false, got {value!r:.40}")
 
 
+def _far_outside(keypoints_px: np.ndarray, v: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``(J,)`` bool: labelled keypoints more than one image size outside the image (x not in [-W, 2W] or
+    y not in [-H, 2H]). Truncated people legitimately have keypoints a little outside; these are glitches."""
+    x, y = keypoints_px[:, 0], keypoints_px[:, 1]
+    inside = (x >= -width) & (x <= 2 * width) & (y >= -height) & (y <= 2 * height)
+    return (v > 0) & ~inside
+
+
 def _parse_annotation(ann: dict, *, path: Path, where: str, skip_crowd: bool) -> dict | None:
     """Validated arrays of one annotation, or ``None`` for a crowd annotation that will be skipped."""
     iscrowd = _get_bool(ann, "iscrowd", path=path, where=where) if "iscrowd" in ann else False
@@ -151,6 +159,7 @@ def load_coco_wholebody(
 
     samples: list[Sample] = []
     bad_boxes: list[str] = []
+    far_keypoints: list[tuple[str, int]] = []
     for image_id in coco.getImgIds():
         img = images_by_id[image_id]
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
@@ -164,6 +173,10 @@ def load_coco_wholebody(
                 bad_boxes.append(f"{p['where']}.bbox: width/height <= 0 ({p['bbox'].tolist()})")
                 continue
             conf = (v > 0).astype(np.float64)
+            far = _far_outside(p["kpts"][:, :2], v, int(img["width"]), int(img["height"]))
+            if far.any():  # a labelling glitch: drop those keypoints, keep the person
+                conf[far] = 0.0
+                far_keypoints.append((f"{p['where']}.keypoints", int(far.sum())))
             extras = {
                 "keypoints_v": f32(v),
                 "face_box_xywh_px": f32(p["face_box"]),
@@ -185,6 +198,12 @@ def load_coco_wholebody(
                     extras=extras,
                 )
             )
+    if far_keypoints:
+        field, _ = far_keypoints[0]
+        total = sum(n for _, n in far_keypoints)
+        warnings.warn(f"{path}: {field}: labelled keypoints lie far outside the image (more than one image size); "
+                      f"skipped {total} keypoint(s) in {len(far_keypoints)} annotation(s) (confidence set to 0)",
+                      stacklevel=2)
     if bad_boxes:
         warnings.warn(f"{path}: {bad_boxes[0]}; skipped {len(bad_boxes)} annotation(s) with an empty person box",
                       stacklevel=2)
