@@ -74,7 +74,12 @@ def load_tensors(path: str | Path, device: torch.device | str = "cpu") -> dict[s
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
-    return load_file(str(path), device=str(device))
+    try:
+        return load_file(str(path), device=str(device))
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # safetensors' SafetensorError (truncated / foreign file) is not a ValueError
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 
 class Progress:
