@@ -321,26 +321,69 @@ def test_hand_train_end_to_end(tmp_path, standin_dir, hand_sets):
 
 
 @pytest.mark.slow
-def test_body_prior_ablation_on_hidden_gt(tmp_path_factory, standin_dir):
-    """Longer run (64 aux / 64 target images at 64 px): stage-1 error, stage-2 2D error, and the Table-2
-    ablation (stage 2 with the learned prior vs without) on the target's hidden 3D GT; prints the numbers."""
+@pytest.mark.parametrize("part", ["body", "hand"])
+def test_stage1_nearly_solves_the_aux_set(tmp_path_factory, standin_dir, part):
+    """Stage 1 with the GT 3D joints as input on 64 synthetic aux images (H36M / FreiHAND format), 240 Adam
+    steps at lr 1e-3 (the paper's 1e-4 is for 100k+ iterations), 32 px crops: ~1 CPU-minute each.
+    Measured (stand-in models, seed 11): body 55 mm MPJPE / 49 mm PA-MPJPE vs the mean pose's 334 / 160 mm;
+    hand 11.0 / 7.8 mm vs 141 / 18.7 mm."""
     from neuralannot_cli.train.algorithm import train
+
+    root = tmp_path_factory.mktemp(f"stage1_{part}")
+    aux = "h36m" if part == "body" else "freihand"
+    aux_dir = make_synth(root, standin_dir, aux, 64, 96, 11, **({"subjects": (1,)} if part == "body" else {}))
+    coco = make_synth(root, standin_dir, "coco-wholebody", 8, 64, 12)
+    out = root / "run"
+    train(TrainConfig(part=part, aux=((aux, str(aux_dir)),), target=(("coco_wholebody", str(coco)),), out_dir=str(out),
+                      stage1_epochs=60, stage2_epochs=0, prior="none", batch_size=16, input_size=32, lr=1e-3,
+                      backbone="resnet18", model_dir=str(standin_dir), augment=False, progress=False,
+                      dataset_options=(("h36m", (("subjects", (1,)),)),) if part == "body" else ()))
+    ts = next(m for m in read_metrics(out) if m["stage"] == f"theta_star_{aux}")
+    print(json.dumps(ts))
+    assert ts["count"] == 64
+    assert ts["theta_star_mpjpe_mm"] < 0.25 * ts["mean_pose_mpjpe_mm"], ts
+    assert ts["theta_star_pa_mpjpe_mm"] < 0.6 * ts["mean_pose_pa_mpjpe_mm"], ts
+
+
+@pytest.mark.slow
+def test_body_prior_ablation_on_hidden_gt(tmp_path_factory, standin_dir):
+    """Table-2 ablation: stage 2 with the learned prior vs without, from the SAME stage-1 Θ* (the second run
+    resumes a copy of the first run's completed stage 1), on the synthetic target's hidden 3D GT; prints the
+    numbers (64 aux / 64 target images, 32 px crops; ~2 CPU-minutes). Measured: Θ* 55 / 49 mm (MPJPE / PA) vs
+    the mean pose's 334 / 160 mm; target 2D median 14.2 -> 7.7 px (prior) and 13.1 -> 7.1 px (none); hidden-GT
+    PA-MPJPE 178 mm with the learned prior vs 186 mm without (a tiny, CPU-sized stage 2: read it as a smoke
+    check of the ablation, not as the paper's numbers)."""
+    import shutil
+
+    from neuralannot_cli.train.algorithm import train
+    from neuralannot_cli.train.checkpoint import Progress
 
     root = tmp_path_factory.mktemp("slow_sets")
     sets = {"h36m": make_synth(root, standin_dir, "h36m", 64, 96, 11, subjects=(1,)),
             "coco": make_synth(root, standin_dir, "coco-wholebody", 64, 96, 12)}
+    kw = dict(stage1_epochs=60, stage2_epochs=10, prior_epochs=40, input_size=32, batch_size=16)
     results = {}
     for prior in ("learned", "none"):
         out = root / f"run_{prior}"
-        train(body_config(sets, standin_dir, out, stage1_epochs=12, stage2_epochs=10, prior_epochs=40, prior=prior,
-                          input_size=64, batch_size=16))
+        cfg = body_config(sets, standin_dir, out, prior=prior, **kw)
+        resume = prior == "none"
+        if resume:  # same stage 1: copy its outputs and mark it completed under this run's config
+            out.mkdir()
+            for name in ("stage1_h36m.safetensors", "theta_star_h36m.safetensors"):
+                shutil.copy(root / "run_learned" / name, out / name)
+            (out / "metrics.jsonl").write_text("".join(  # stage-1 lines only
+                json.dumps(m) + "\n" for m in read_metrics(root / "run_learned") if m["stage"].endswith("_h36m")))
+            progress = Progress(out)
+            progress.set_config(config_to_dict(cfg))
+            progress.mark_done("stage1_h36m")
+        train(cfg, resume=resume)
         m = read_metrics(out)
         results[prior] = {"theta_star": next(x for x in m if x["stage"] == "theta_star_h36m"),
                           "stage2_2d_px": [x["target_2d_err_px_median"] for x in m if x["stage"] in ("stage2_init", "stage2")],
                           "hidden_pa_mpjpe_mm": hidden_gt_pa_mpjpe(out, sets["coco"], "body")}
     print(json.dumps(results, indent=1))
     ts = results["learned"]["theta_star"]
-    assert ts["theta_star_mpjpe_mm"] < 0.5 * ts["mean_pose_mpjpe_mm"]
+    assert ts["theta_star_mpjpe_mm"] < 0.25 * ts["mean_pose_mpjpe_mm"]
     for r in results.values():
         assert r["stage2_2d_px"][-1] < 0.7 * r["stage2_2d_px"][0]
 
