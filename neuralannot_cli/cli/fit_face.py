@@ -56,7 +56,12 @@ def fit_face(
             task = progress.add_task("faces", total=len(samples))
             records = fit_faces(samples, model=model, config=config, min_visible=min_visible, batch_size=batch_size,
                                 progress=lambda done, total: progress.update(task, completed=done, total=total))
-        atomic_write_json(out, face_records_to_json(records, omit_skipped=omit_skipped))
+        try:
+            atomic_write_json(out, face_records_to_json(records, omit_skipped=omit_skipped))
+        except OSError as exc:
+            fail(f"{out}: cannot write the output: {exc.strerror or exc}")
+    except typer.Exit:
+        raise
     except KeyError as exc:  # pycocotools indexing a field the file lacks
         fail(f"{coco_wholebody_json}: missing field {exc.args[0]!r}")
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:

@@ -110,6 +110,15 @@ FIT_FACE_COCO = ["fit-face", f"{{case}}/{COCO_JSON}", "--out", "{out}", "--model
                  "--iterations-scale", "0.01"]
 
 
+@case("fit_face_out_under_a_file", "fit-face --out inside a path whose parent is a regular file (not writable)",
+      command=["fit-face", f"{{case}}/{COCO_JSON}", "--out", "{case}/blocker/face.json", "--model-dir", "{models}",
+               "--iterations-scale", "0.01"],
+      message=["blocker/face.json", "cannot write"])
+def _(d: Path) -> None:
+    coco(d)
+    (d / "blocker").write_text("a file, not a folder\n")
+
+
 @case("coco_truncated_json", "COCO-WholeBody file cut off mid-way (interrupted download)",
       command=FIT_FACE_COCO, message=["coco_wholebody_train_v1.0.json", "<json>", "not valid JSON"])
 def _(d: Path) -> None:
