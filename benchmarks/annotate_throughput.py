@@ -8,7 +8,7 @@ log with fsync per batch, final atomic JSON) on a synthetic COCO-WholeBody set m
 body model. ``backbone`` = ``ResNetBackbone.forward`` alone on pre-made tensors of the same shape. The
 ratio annotate/backbone is the pipeline efficiency (goal >= 0.9).
 
-With ``--checkpoint`` the real annotator (``train.checkpoint.load_annotator``) is used; without it (or
+With ``--checkpoint`` the real annotator (``train.inference.load_annotator``) is used; without it (or
 until that function exists) a PROXY annotator runs: the same ResNet backbone + a linear head whose output
 is shaped like a ``Prediction`` (no body-model projection), which measures the I/O pipeline around the
 network. The table says which one ran.
@@ -80,7 +80,7 @@ def main() -> None:
         which = "proxy (backbone + linear head)"
         annotator = None
         if args.checkpoint is not None:
-            from neuralannot_cli.train.checkpoint import load_annotator
+            from neuralannot_cli.train.inference import load_annotator
 
             annotator = load_annotator(args.checkpoint, args.device)
             which = f"checkpoint {args.checkpoint}"
