@@ -85,7 +85,7 @@ def main() -> None:
             annotator = load_annotator(args.checkpoint, args.device)
             which = f"checkpoint {args.checkpoint}"
             input_size = int(annotator.input_size)
-            backbone = ResNetBackbone(getattr(annotator, "backbone_depth", args.backbone)).to(args.device).eval()
+            backbone = ResNetBackbone(int(annotator.config["backbone_depth"])).to(args.device).eval()
         else:
             input_size = args.input_size
             backbone = ResNetBackbone(args.backbone).to(args.device).eval()
@@ -118,7 +118,7 @@ def main() -> None:
     bb = args.count / bb_s
     an = summary.num_records / an_s
     print(f"annotator: {which}; device {args.device}; batch {args.batch_size}; input {input_size}; "
-          f"ResNet-{args.backbone}; {summary.num_records} images (640x640 JPEG); workers {args.workers}")
+          f"ResNet-{backbone.depth}; {summary.num_records} images (640x640 JPEG); workers {args.workers}")
     print(f"{'':<22}{'images/s':>12}")
     print(f"{'backbone forward':<22}{bb:>12.1f}")
     print(f"{'annotate (end to end)':<22}{an:>12.1f}")
