@@ -76,6 +76,10 @@ class LossWeights:
         w_3d: weight of the root-aligned 3D keypoint L1 (metres).
         w_2d: weight of the 2D keypoint L1 (crop-normalised, ``px / input_size``).
         w_param: weight of ``sum(|theta_hat - theta_star|)`` on auxiliary samples in ``L_tg``.
+        w_shape: weight of ``sum(beta_hat^2)`` on all samples in ``L_tg`` (stage 2). Not in the paper's
+            formula: an addition (as SMPLify-X's and Hand4Whole-style training's shape prior) because on 2D-only
+            target samples shape and depth trade off freely; without it tiny CPU runs drift to |beta| > 20 and
+            a camera kilometres away. 0 restores the paper's loss exactly.
     """
 
     lambda_ax: float = 1e-3
@@ -83,6 +87,7 @@ class LossWeights:
     w_3d: float = 1.0
     w_2d: float = 1.0
     w_param: float = 0.05
+    w_shape: float = 1e-3
 
     @classmethod
     def for_part(cls, part: Literal["body", "hand"], **overrides: float) -> LossWeights:
@@ -93,7 +98,7 @@ class LossWeights:
         return cls(**{**base, **overrides})
 
     def __post_init__(self) -> None:
-        for name in ("lambda_ax", "lambda_tg", "w_3d", "w_2d", "w_param"):
+        for name in ("lambda_ax", "lambda_tg", "w_3d", "w_2d", "w_param", "w_shape"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
                 raise ValueError(f"LossWeights: {name} must be a finite number >= 0, got {value!r}")
@@ -287,6 +292,22 @@ def pose_sq_reg(pose_rotvecs: torch.Tensor, sample_mask: torch.Tensor | None = N
     pose_rotvecs = _check_pose(pose_rotvecs, "pose_rotvecs", fn)
     mask = None if sample_mask is None else _check_mask(sample_mask, pose_rotvecs.shape[0], fn, "sample_mask")
     return _masked_mean(pose_rotvecs.square().sum(dim=(1, 2)), mask)
+
+
+def shape_sq_reg(betas: torch.Tensor, sample_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum_k beta_k^2`` per sample, averaged over the batch (or the samples in ``sample_mask``).
+
+    Args:
+        betas: ``(batch, num_betas)`` shape coefficients.
+        sample_mask: optional ``(batch,)`` bool.
+    """
+    fn = "shape_sq_reg"
+    if not isinstance(betas, torch.Tensor):
+        raise TypeError(f"{fn}: betas must be a torch.Tensor, got {type(betas).__name__}")
+    if betas.dim() != 2:
+        raise ValueError(f"{fn}: betas must have shape (batch, num_betas), got {tuple(betas.shape)}")
+    mask = None if sample_mask is None else _check_mask(sample_mask, betas.shape[0], fn, "sample_mask")
+    return _masked_mean(betas.square().sum(dim=1), mask)
 
 
 def param_l1(

@@ -294,3 +294,23 @@ def test_loss_weights_for_part():
     assert LossWeights.for_part("hand", w_3d=2.0, lambda_tg=0.0) == LossWeights(w_3d=2.0, lambda_tg=0.0)
     with pytest.raises(ValueError, match="part"):
         LossWeights.for_part("face")  # type: ignore[arg-type]
+
+
+def test_shape_sq_reg_matches_numpy_and_masks():
+    from neuralannot_cli.losses import shape_sq_reg
+
+    rng = np.random.default_rng(7)
+    betas = rng.normal(size=(5, 10)) * 3
+    mask = np.array([True, False, True, True, False])
+    ref_all = float(np.mean(np.sum(betas**2, axis=1)))
+    ref_mask = float(np.mean(np.sum(betas[mask] ** 2, axis=1)))
+    t = torch.tensor(betas, dtype=torch.float64, requires_grad=True)
+    assert float(shape_sq_reg(t)) == pytest.approx(ref_all, rel=1e-12)
+    assert float(shape_sq_reg(t, torch.tensor(mask))) == pytest.approx(ref_mask, rel=1e-12)
+    shape_sq_reg(t).backward()
+    np.testing.assert_allclose(t.grad.numpy(), 2 * betas / 5, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"\(5, 10, 1\)"):
+        shape_sq_reg(t.detach()[..., None])
+    from neuralannot_cli.losses import LossWeights
+
+    assert LossWeights().w_shape == 1e-3 and LossWeights.for_part("hand", w_shape=0.0).w_shape == 0.0

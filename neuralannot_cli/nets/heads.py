@@ -19,8 +19,11 @@ Theta (one flat FC output, split in this order)
   (:func:`~neuralannot_cli.rotation.rot6d_to_rotvec`). Not the interleaved SPIN/Hand4Whole layout.
 - ``cam_sxy = (s, tx, ty)``: weak perspective in normalised crop coordinates (``[-1, 1]`` across the crop,
   :func:`neuralannot_cli.camera.project_weak_persp`: ``uv_norm = s * (X[:2] + (tx, ty))``, ``X`` in metres).
-  ``s = s0 * exp(clamp(raw_s, -CAM_LOG_SCALE_LIMIT, CAM_LOG_SCALE_LIMIT))`` is always positive; ``tx, ty`` are the
-  raw outputs (metres).
+  ``s = s0 * exp(L * tanh(raw_s / L))`` with ``L = CAM_LOG_SCALE_LIMIT``: always positive and smoothly bounded
+  to ``s0 * [e^-L, e^L]`` (the person fills a crop made from its own box, so its scale is known to within that
+  factor); ``tx, ty`` are the raw outputs (metres). Bounding the depth is what Hand4Whole's sigmoid ``gamma``
+  does; a hard clamp (or none) let a few steps at a large learning rate push ``s`` to a flat region where the 2D
+  loss has no gradient (a body kilometres away whose joints project onto one point) and stay there.
 
 Initialisation (training starts from the mean pose, not from noise)
 -------------------------------------------------------------------
@@ -65,9 +68,9 @@ __all__ = [
 #: 6D of the identity rotation in the project's layout (first two columns, column-major).
 IDENTITY_ROT6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
-#: ``|log(s / s0)|`` is clamped to this (``s`` within ``s0 * [e^-6, e^6]``), so a diverging output cannot
-#: overflow ``exp`` or collapse the scale to 0.
-CAM_LOG_SCALE_LIMIT = 6.0
+#: ``|log(s / s0)|`` is smoothly bounded by this (``s`` within ``s0 * [e^-2, e^2]``, about 0.14x to 7.4x the
+#: initial scale), so a diverging output can neither overflow ``exp`` nor collapse the scale towards 0.
+CAM_LOG_SCALE_LIMIT = 2.0
 
 NUM_BETAS = 10
 
@@ -148,7 +151,7 @@ class _ThetaDecoder(nn.Module):
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.fc(feat)
         root6d, pose, betas, cam_raw = out.split([6, self.pose_dim, self.spec.num_betas, 3], dim=-1)
-        log_s = cam_raw[:, :1].clamp(-CAM_LOG_SCALE_LIMIT, CAM_LOG_SCALE_LIMIT)
+        log_s = CAM_LOG_SCALE_LIMIT * torch.tanh(cam_raw[:, :1] / CAM_LOG_SCALE_LIMIT)
         cam_sxy = torch.cat([self.cam_scale0.to(out.dtype) * torch.exp(log_s), cam_raw[:, 1:]], dim=-1)
         return root6d, pose, betas, cam_sxy
 

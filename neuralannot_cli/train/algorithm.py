@@ -97,7 +97,7 @@ def _lr_at(config: TrainConfig, epoch: int) -> float:
 def _loss_weights(config: TrainConfig):
     from neuralannot_cli.losses import LossWeights
 
-    given = {k: getattr(config, k) for k in ("lambda_ax", "lambda_tg", "w_2d", "w_3d", "w_param")}
+    given = {k: getattr(config, k) for k in ("lambda_ax", "lambda_tg", "w_2d", "w_3d", "w_param", "w_shape")}
     return LossWeights.for_part(config.part, **{k: float(v) for k, v in given.items() if v is not None})
 
 
@@ -422,7 +422,7 @@ class _Run:
         from torch.utils.data import DataLoader as DL
 
         from neuralannot_cli.data.sampler import MixedBatchSampler, MixedDataset
-        from neuralannot_cli.losses import keypoint_3d_l1_root_aligned, keypoint_l1, param_l1, pose_sq_reg
+        from neuralannot_cli.losses import keypoint_3d_l1_root_aligned, keypoint_l1, param_l1, pose_sq_reg, shape_sq_reg
         from neuralannot_cli.nets.heads import Stage2Net
 
         config, step, size = self.config, "stage2", self.config.input_size
@@ -487,9 +487,11 @@ class _Run:
             kp2d = torch.stack(kp2d_terms).mean()
             kp3d = torch.stack(kp3d_terms).mean() if kp3d_terms else kp2d.new_zeros(())
             param = torch.stack(param_terms).mean() if param_terms else kp2d.new_zeros(())
-            total = w.w_2d * kp2d + w.lambda_tg * reg + w.w_3d * kp3d + w.w_param * param
+            shape = shape_sq_reg(out.betas)
+            total = (w.w_2d * kp2d + w.lambda_tg * reg + w.w_3d * kp3d + w.w_param * param
+                     + w.w_shape * shape)
             return total, {"kp2d": kp2d.detach(), "pose_reg": reg.detach(), "kp3d": kp3d.detach(),
-                           "param": param.detach()}
+                           "param": param.detach(), "shape_reg": shape.detach()}
 
         def run_epoch(epoch: int) -> dict[str, Any]:
             sampler.set_epoch(epoch)

@@ -67,7 +67,7 @@ class TrainConfig:
             ``'mano'`` (hand: the MANO file's PCA), ``'none'`` (6D pose regressed directly) or a path to an
             official VPoser v2 checkpoint.
         prior_dim: latent size of the learned VPoser / number of hand PCA components.
-        lambda_ax, lambda_tg, w_2d, w_3d, w_param: loss weights (``None``: the part's defaults,
+        lambda_ax, lambda_tg, w_2d, w_3d, w_param, w_shape: loss weights (``None``: the part's defaults,
             :meth:`neuralannot_cli.losses.LossWeights.for_part` -- the hand's 3D term has ``w_3d = 10``).
         augment: scale/rotation/colour augmentation of training crops (flip is never used: it would change
             the meaning of θ*).
@@ -102,6 +102,7 @@ class TrainConfig:
     w_2d: float | None = None
     w_3d: float | None = None
     w_param: float | None = None
+    w_shape: float | None = None
     augment: bool = True
     device: str = "cpu"
     seed: int = 0
