@@ -26,7 +26,7 @@ neuralannot synth --kind freihand --out "$OUT/data/freihand" --count $((16 * S))
 neuralannot synth --kind coco-wholebody --out "$OUT/data/coco" --count $((24 * S)) --image-size 128 --seed 3 \
     --kp-noise-px 1
 
-COMMON=(--epochs $((2 * S)) --batch-size 8 --input-size 64 --backbone resnet18 --lr 1e-3 --no-augment)
+COMMON=(--stage1-epochs $((20 * S)) --stage2-epochs $((10 * S)) --batch-size 8 --input-size 64 --backbone resnet18 --lr 1e-3 --no-augment)
 step "3. train NeuralAnnot, body part (stage 1 on H36M-format aux, prior, stage 2 on half/half batches)"
 neuralannot train --part body --aux h36m="$OUT/data/h36m" --target coco_wholebody="$OUT/data/coco" \
     --out "$OUT/runs/body" "${COMMON[@]}"
