@@ -62,7 +62,15 @@ def test_single_process_without_env(monkeypatch):
 def test_two_gloo_ranks_hold_identical_weights_after_a_step(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    import time
+
+    procs = mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 180.0  # a rank that dies must fail the test, never hang the suite
+    while not procs.join(timeout=2.0):
+        if time.monotonic() > deadline:
+            for p in procs.processes:
+                p.kill()
+            pytest.fail("DDP ranks did not finish within 180 s (a rank hung in a collective)")
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
     assert r0["enabled"] and r1["enabled"] and r0["stepped"] and r1["stepped"]
