@@ -23,7 +23,9 @@ What runs (all in this process, the library API the CLI calls):
    stages; the table repeats the batched numbers and says so).
 5. ``evaluate_direct``: aux = MPJPE (root-aligned) / PA-MPJPE against the dataset's GT 3D joints (h36m_17);
    target = PA-MPJPE against the hidden GT 3D (coco_wholebody_133 body joints) and 2D error (px) against the
-   exact GT projections.
+   exact GT projections. The aux set's pseudo-GT files use the field's world-frame Human3.6M layout: ONE
+   record per frame although 4 cameras see it (the best-scoring view is kept, for both methods alike), so
+   about ``--count / 4`` aux samples are evaluated, each in the camera its record came from.
 
 Wall time "target set": NeuralAnnot = training (once, on aux + target) + annotating the target set
 (end to end, the paper's claim); the baseline = fitting the target set. The aux-set annotation times are
