@@ -305,8 +305,8 @@ def test_shape_sq_reg_matches_numpy_and_masks():
     ref_all = float(np.mean(np.sum(betas**2, axis=1)))
     ref_mask = float(np.mean(np.sum(betas[mask] ** 2, axis=1)))
     t = torch.tensor(betas, dtype=torch.float64, requires_grad=True)
-    assert float(shape_sq_reg(t)) == pytest.approx(ref_all, rel=1e-12)
-    assert float(shape_sq_reg(t, torch.tensor(mask))) == pytest.approx(ref_mask, rel=1e-12)
+    assert float(shape_sq_reg(t).detach()) == pytest.approx(ref_all, rel=1e-12)
+    assert float(shape_sq_reg(t, torch.tensor(mask)).detach()) == pytest.approx(ref_mask, rel=1e-12)
     shape_sq_reg(t).backward()
     np.testing.assert_allclose(t.grad.numpy(), 2 * betas / 5, rtol=1e-12)
     with pytest.raises(ValueError, match=r"\(5, 10, 1\)"):
