@@ -59,7 +59,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuralannot_cli.evaluate import metrics as M
 
 __all__ = ["DEPTH_RANGE_M", "soft_argmax_1d", "encode_lixels", "decode_lixels", "subsample_mesh",
            "MeshSampling", "mesh_joint_regressor", "LixelHead", "LixelNet", "I2LTargets", "I2LEstimator",
@@ -505,7 +504,7 @@ def test_i2l(state: I2LEstimator, test_dataset: str | os.PathLike, *, kind: str 
              hidden_gt: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None,
              batch_size: int = 32, device: torch.device | str = "cpu") -> dict[str, float]:
     """MPJPE / PA-MPJPE (+ MPVPE / PA-MPVPE with hidden GT, + AUC for hands), as ``indirect.test_estimator``."""
-    from neuralannot_cli.evaluate.direct import BodyModels, _gt_params, forward_params, load_ground_truth, \
+    from neuralannot_cli.evaluate.direct import BodyModels, load_ground_truth, \
         load_samples, root_joint_indices
     from neuralannot_cli.evaluate.indirect import _with_index
 
@@ -538,17 +537,6 @@ def test_i2l(state: I2LEstimator, test_dataset: str | os.PathLike, *, kind: str 
         pv.append(verts * 1000.0)
         pr.append(root * 1000.0)
     pred_j, pred_v, pred_r = torch.cat(pj), torch.cat(pv), torch.cat(pr)
-    res = {"num_test": float(len(keys)),
-           "mpjpe_mm": float(M.mpjpe(pred_j, gt_j, roots).mean()),
-           "pa_mpjpe_mm": float(M.pa_mpjpe(pred_j, gt_j).mean()),
-           "mpvpe_mm": float("nan"), "pa_mpvpe_mm": float("nan"), "pck_auc_pa": float("nan")}
-    if part == "hand":
-        res["pck_auc_pa"] = M.pck_auc(M.pa_mpjpe(pred_j, gt_j, per_joint=True))[0]
-    idxm = [i for i, k in enumerate(keys) if gts[k].params_cam is not None and gts[k].model_type == mt]
-    if idxm:
-        gp = [_gt_params(gts[keys[i]].params_cam, body, f"hidden GT[{keys[i]}]") for i in idxm]  # type: ignore[arg-type]
-        gv, _, groot = forward_params(body, gp, None)
-        gv_t, groot_t = torch.tensor(gv * 1000.0), torch.tensor(groot * 1000.0)
-        res["mpvpe_mm"] = float(M.mpvpe(pred_v[idxm], gv_t, pred_r[idxm], groot_t).mean())
-        res["pa_mpvpe_mm"] = float(M.pa_mpvpe(pred_v[idxm], gv_t).mean())
-    return res
+    from neuralannot_cli.evaluate.indirect import score_predictions
+
+    return score_predictions(pred_j, pred_v, pred_r, gt_j, roots, keys, gts, part, body)

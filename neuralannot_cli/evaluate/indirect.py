@@ -234,7 +234,7 @@ def test_estimator(net: ParamRegressor, test_dataset: str | os.PathLike, *, kind
                    input_size: int = 128, batch_size: int = 32, device: torch.device | str = "cpu"
                    ) -> dict[str, float]:
     """MPJPE / PA-MPJPE (+ MPVPE / PA-MPVPE with hidden GT, + AUC for hands) of ``net`` on a set with GT 3D."""
-    from neuralannot_cli.evaluate.direct import BodyModels, _gt_params, forward_params, load_ground_truth, \
+    from neuralannot_cli.evaluate.direct import BodyModels, load_ground_truth, \
         load_samples, root_joint_indices
 
     part = net.part
@@ -261,8 +261,29 @@ def test_estimator(net: ParamRegressor, test_dataset: str | os.PathLike, *, kind
         pr.append(out.kinematic_joints[:, 0].to("cpu", torch.float64) * 1000.0)
     pred_j, pred_v, pred_r = torch.cat(pj), torch.cat(pv), torch.cat(pr)
     gt_j = torch.tensor(np.stack([gts[k].joints_3d_cam_mm for k in keys]))
+    return score_predictions(pred_j, pred_v, pred_r, gt_j, root_joint_indices(js, nj), keys, gts, part, body)
+
+
+def score_predictions(pred_j: torch.Tensor, pred_v: torch.Tensor, pred_r: torch.Tensor, gt_j: torch.Tensor,
+                      roots: Any, keys: list, gts: dict, part: str, body: Any) -> dict[str, float]:
+    """The test metrics of every estimator (same code path, so pseudo-GT sources compare fairly).
+
+    Args:
+        pred_j: ``(N, J, 3)`` predicted joints (mm, camera frame); pred_v ``(N, V, 3)`` vertices (mm);
+            pred_r ``(N, 3)`` the predicted body model's root joint (mm).
+        gt_j: ``(N, J, 3)`` GT joints (mm); roots: root joint index / pair for MPJPE's root alignment.
+        keys, gts: the test keys and their ground truth (``evaluate.direct.load_ground_truth``).
+        part: ``'body'`` or ``'hand'`` (hands also get the FreiHAND PCK AUC); body: the body model.
+
+    Returns:
+        ``num_test``, ``mpjpe_mm``, ``pa_mpjpe_mm``, and where the hidden GT has parameters ``mpvpe_mm`` /
+        ``pa_mpvpe_mm`` (else NaN), ``pck_auc_pa`` for hands (else NaN).
+    """
+    from neuralannot_cli.evaluate.direct import _gt_params, forward_params
+
+    mt = "smplx" if part == "body" else "mano"
     res = {"num_test": float(len(keys)),
-           "mpjpe_mm": float(M.mpjpe(pred_j, gt_j, root_joint_indices(js, nj)).mean()),
+           "mpjpe_mm": float(M.mpjpe(pred_j, gt_j, roots).mean()),
            "pa_mpjpe_mm": float(M.pa_mpjpe(pred_j, gt_j).mean()),
            "mpvpe_mm": float("nan"), "pa_mpvpe_mm": float("nan"), "pck_auc_pa": float("nan")}
     if part == "hand":
