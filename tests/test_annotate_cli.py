@@ -213,3 +213,28 @@ def test_one_line_errors(coco_set, ckpt, tmp_path, monkeypatch):
                               str(blocker / "sub" / "o.json")])
     assert res.exit_code == 1 and "Traceback" not in res.output and str(blocker) in res.output
     assert len(res.output.strip().splitlines()) <= 3
+
+
+def test_h36m_subjects_into_one_folder_keep_their_own_metadata(standin_dir, ckpt, tmp_path, monkeypatch):
+    """Two Human3.6M subject files annotated into one folder: each subject file gets its own sidecar (the
+    folder-level one only describes the last run)."""
+    from neuralannot_cli.data.synth import SynthConfig, generate
+
+    root = tmp_path / "h36m"
+    generate(SynthConfig(kind="h36m", out_dir=root, count=12, image_size=64, subjects=(1, 5), model_dir=standin_dir))
+    _use(monkeypatch, FakeAnnotator("body"))
+    out_dir = tmp_path / "pgt"
+    for subject in (1, 5):
+        data = root / "annotations" / f"Human36M_subject{subject}_data.json"
+        if not json.loads(data.read_text())["annotations"]:
+            continue
+        res = runner.invoke(app, ["annotate", str(data), "--checkpoint", str(ckpt), "--out", str(out_dir),
+                                  "--model-dir", str(standin_dir)])
+        assert res.exit_code == 0, res.output
+    written = sorted(p.name for p in out_dir.glob("Human36M_subject*_SMPLX_NeuralAnnot.json"))
+    assert len(written) == 2, list(out_dir.iterdir())
+    for name in written:
+        meta = json.loads((out_dir / name.replace(".json", ".meta.json")).read_text())
+        subject = name.split("_")[1]  # 'subject1'
+        assert meta["dataset_json"].endswith(f"Human36M_{subject}_data.json")
+        assert meta["num_records"] >= 1 and str(out_dir / name) in meta["files"]

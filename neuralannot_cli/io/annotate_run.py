@@ -636,6 +636,9 @@ def run_annotate(
             **{k: v for k, v in json_safe(predictor.describe()).items() if k not in ("checkpoint",)},
         }
         meta_file = write_meta(meta_target, meta)
+        if meta_target != files[0]:  # Human3.6M folder: also one sidecar per subject file, so that annotating
+            for f in files:          # several subjects into one folder keeps every subject's timing
+                write_meta(f, meta)
         log.discard()
         return AnnotateSummary(kind, part, len(records), num_new, num_resumed, tuple(files), meta_file, seconds,
                                predictor.method, rate)
