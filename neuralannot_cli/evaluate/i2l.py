@@ -50,7 +50,6 @@ MPJPE, PA-MPJPE, MPVPE, PA-MPVPE (mm, :mod:`neuralannot_cli.evaluate.metrics`), 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -420,7 +419,7 @@ def train_i2l(config: Any, on_progress: Callable[[int, int, float], None] | None
               ) -> tuple[I2LEstimator, dict[str, Any]]:
     """Train :class:`LixelNet` on the pseudo-GT of ``config.train_dataset`` (an ``IndirectConfig``)."""
     from neuralannot_cli.evaluate.direct import BodyModels, load_samples
-    from neuralannot_cli.evaluate.indirect import _with_index
+    from neuralannot_cli.evaluate.indirect import _with_index, fit_estimator
     from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
 
     cfg = config.checked()
@@ -446,30 +445,16 @@ def train_i2l(config: Any, on_progress: Callable[[int, int, float], None] | None
     net = LixelNet(part, num_pose, sampling.num_sampled, cfg.input_size, cfg.depth).to(device)
     state = I2LEstimator(net, sampling, regressor, num_pose, DEPTH_RANGE_M[part])
     ds = _with_index([samples[k] for k in keys], cfg.input_size)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                                         num_workers=cfg.workers, drop_last=False)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    t0 = time.perf_counter()
-    last = float("nan")
-    net.train()
-    for epoch in range(cfg.epochs):
-        total, count = 0.0, 0
-        for batch in loader:
-            idx = batch["index"]
-            gj, gm, gmj = (x.to(device) for x in _encode_batch(t, idx, batch["crop_affine"], net, state.depth_range))
-            pj, pm = net(batch["image"].to(device))
-            loss = lixel_loss(pj, pm, state.mesh_joints(pm), gj, gm, gmj, net.heatmap_size)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        last = total / max(count, 1)
-        if on_progress is not None:
-            on_progress(epoch + 1, cfg.epochs, last)
+
+    def batch_loss(batch: dict[str, Any]) -> torch.Tensor:
+        gj, gm, gmj = (x.to(device) for x in _encode_batch(t, batch["index"], batch["crop_affine"], net,
+                                                            state.depth_range))
+        pj, pm = net(batch["image"].to(device))
+        return lixel_loss(pj, pm, state.mesh_joints(pm), gj, gm, gmj, net.heatmap_size)
+
+    last, seconds = fit_estimator(net, ds, cfg, batch_loss, on_progress)
     info = {"part": part, "num_train": len(keys), "num_skipped": len(records) - len(keys),
-            "seconds": time.perf_counter() - t0, "final_loss": last}
+            "seconds": seconds, "final_loss": last}
     return state, info
 
 

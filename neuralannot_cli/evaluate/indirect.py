@@ -195,8 +195,35 @@ def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, flo
                          root_init_rotmat=mean_root.float()).to(device)
     body = BodyModels(cfg.model_dir, device).get("smplx" if part == "body" else "mano", "right")
     ds = _with_index(sample_list, cfg.input_size)
+
+    def batch_loss(batch: dict[str, Any]) -> torch.Tensor:
+        idx = batch["index"]
+        rot_gt, betas_gt = rot_t[idx].to(device), betas_t[idx].to(device)
+        rot, betas = net(batch["image"].to(device))
+        out_p = _forward_rotmats(body, rot, betas, part)
+        with torch.no_grad():
+            out_g = _forward_rotmats(body, rot_gt, betas_gt, part)
+        jp = out_p.kinematic_joints - out_p.kinematic_joints[:, :1]
+        jg = out_g.kinematic_joints - out_g.kinematic_joints[:, :1]
+        return ((rot - rot_gt).abs().mean() + 0.1 * (betas - betas_gt).abs().mean()
+                + (jp - jg).abs().mean() * 10.0)
+
+    last, seconds = fit_estimator(net, ds, cfg, batch_loss, on_progress)
+    info = {"part": part, "num_train": len(keys), "num_skipped": skipped, "seconds": seconds,
+            "final_loss": last}
+    return net, info
+
+
+def fit_estimator(net: nn.Module, dataset: Any, cfg: Any, batch_loss: Callable[[dict[str, Any]], torch.Tensor],
+                  on_progress: Callable[[int, int, float], None] | None = None) -> tuple[float, float]:
+    """The training loop every estimator shares: shuffled ``DataLoader`` seeded by ``cfg.seed``, Adam
+    (``cfg.lr``), ``cfg.epochs`` epochs; ``batch_loss(batch)`` computes one mini-batch's loss.
+
+    Returns:
+        ``(mean loss of the last epoch, seconds)``.
+    """
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=gen,
                                          num_workers=cfg.workers, drop_last=False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     t0 = time.perf_counter()
@@ -205,27 +232,17 @@ def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, flo
     for epoch in range(cfg.epochs):
         total, count = 0.0, 0
         for batch in loader:
-            idx = batch["index"]
-            rot_gt, betas_gt = rot_t[idx].to(device), betas_t[idx].to(device)
-            rot, betas = net(batch["image"].to(device))
-            out_p = _forward_rotmats(body, rot, betas, part)
-            with torch.no_grad():
-                out_g = _forward_rotmats(body, rot_gt, betas_gt, part)
-            jp = out_p.kinematic_joints - out_p.kinematic_joints[:, :1]
-            jg = out_g.kinematic_joints - out_g.kinematic_joints[:, :1]
-            loss = ((rot - rot_gt).abs().mean() + 0.1 * (betas - betas_gt).abs().mean()
-                    + (jp - jg).abs().mean() * 10.0)
+            loss = batch_loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
+            n = len(batch["index"])
+            total += float(loss.detach()) * n
+            count += n
         last = total / max(count, 1)
         if on_progress is not None:
             on_progress(epoch + 1, cfg.epochs, last)
-    info = {"part": part, "num_train": len(keys), "num_skipped": skipped, "seconds": time.perf_counter() - t0,
-            "final_loss": last}
-    return net, info
+    return last, time.perf_counter() - t0
 
 
 @torch.no_grad()
