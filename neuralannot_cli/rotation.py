@@ -341,8 +341,8 @@ def mirror_rotvec(rotvecs: torch.Tensor) -> torch.Tensor:
         ``(..., 3)``.
     """
     _check_tensor(rotvecs, (3,), "rotvecs", "mirror_rotvec")
-    sign = rotvecs.new_tensor([1.0, -1.0, -1.0])
-    return rotvecs * sign
+    # no sign tensor: a new_tensor here is a host-to-device copy in every step of a GPU fitting loop
+    return torch.cat([rotvecs[..., :1], -rotvecs[..., 1:]], dim=-1)
 
 
 def mirror_rotmat(rotmats: torch.Tensor) -> torch.Tensor:

@@ -405,6 +405,19 @@ def _plan(recipe: Recipe, num_output_joints: int) -> _GatherPlan:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _plan_tensors(plan: _GatherPlan, device: torch.device, dtype: torch.dtype
+                  ) -> tuple[Tensor, tuple[Tensor, ...], Tensor, Tensor]:
+    """The plan's index / weight tensors on ``device``, built once: ``gather_joints`` runs in every step of
+    the fitting and training loops, and a fresh ``torch.tensor(..., device=cuda)`` there is a synchronising
+    host-to-device copy each time."""
+    vertex_index = torch.tensor(plan.vertex_ids, dtype=torch.long, device=device)
+    rows = tuple(torch.tensor(r, dtype=torch.long, device=device) for _, r in plan.regressor_rows)
+    index = torch.tensor(plan.pool_index, dtype=torch.long, device=device)
+    weight = torch.tensor(plan.pool_weight, device=device, dtype=dtype)
+    return vertex_index, rows, index, weight
+
+
 def gather_joints(
     joints: Tensor,
     vertices: Tensor,
@@ -431,19 +444,16 @@ def gather_joints(
     plan = _plan(tuple(recipe), int(joints.shape[1]))
     pool = [joints]
     device = joints.device
+    if plan.vertex_ids and max(plan.vertex_ids) >= vertices.shape[1]:
+        raise ValueError(f"recipe needs vertex {max(plan.vertex_ids)} but the mesh has {vertices.shape[1]} vertices")
+    vertex_index, row_index, index, weight = _plan_tensors(plan, device, joints.dtype)
     if plan.vertex_ids:
-        if max(plan.vertex_ids) >= vertices.shape[1]:
-            raise ValueError(
-                f"recipe needs vertex {max(plan.vertex_ids)} but the mesh has {vertices.shape[1]} vertices"
-            )
-        pool.append(vertices[:, torch.tensor(plan.vertex_ids, device=device)])
-    for reg_name, rows in plan.regressor_rows:
+        pool.append(vertices[:, vertex_index])
+    for (reg_name, _rows), rows_t in zip(plan.regressor_rows, row_index):
         if regressors is None or reg_name not in regressors:
             raise ValueError(f"recipe needs the {reg_name!r} regressor, which this model does not have")
         matrix = regressors[reg_name].to(device=device, dtype=vertices.dtype)
-        pool.append(torch.einsum("rv,bvc->brc", matrix[torch.tensor(rows, device=device)], vertices))
+        pool.append(torch.einsum("rv,bvc->brc", matrix[rows_t], vertices))
     stacked = torch.cat(pool, dim=1)  # (B, P, 3)
-    index = torch.tensor(plan.pool_index, device=device)
-    weight = torch.tensor(plan.pool_weight, device=device, dtype=joints.dtype)
     picked = stacked[:, index]  # (B, N, S, 3)
     return (picked * weight[None, :, :, None]).sum(dim=2)

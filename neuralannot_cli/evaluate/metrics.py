@@ -74,7 +74,7 @@ def _pair(pred, gt, fn: str, dim: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     dtype = torch.promote_types(pred.dtype, gt.dtype)
     if not dtype.is_floating_point:
         dtype = torch.float64
-    return pred.to(dtype), gt.to(dtype)
+    return pred.to(dtype), gt.to(device=pred.device, dtype=dtype)  # numpy / CPU ground truth vs a GPU prediction
 
 
 def _weights(valid, like: torch.Tensor, fn: str) -> torch.Tensor:
@@ -101,7 +101,7 @@ def joint_errors(pred, gt) -> torch.Tensor:
     if pred.shape != gt.shape or pred.ndim != 3:
         raise ValueError(f"joint_errors: pred and gt must both be (batch, points, D), got {tuple(pred.shape)} "
                          f"and {tuple(gt.shape)}")
-    return torch.linalg.vector_norm(pred - gt.to(pred.dtype), dim=-1)
+    return torch.linalg.vector_norm(pred - gt.to(device=pred.device, dtype=pred.dtype), dim=-1)
 
 
 def root_center(points, root_index: int | Sequence[int]) -> torch.Tensor:
@@ -195,9 +195,9 @@ def mpvpe(pred_verts, gt_verts, pred_root=None, gt_root=None) -> torch.Tensor:
     """
     pred, gt = _pair(pred_verts, gt_verts, "mpvpe")
     if pred_root is not None:
-        pred = pred - _t(pred_root, "pred_root", "mpvpe", last=3, ndim=2).to(pred.dtype)[:, None]
+        pred = pred - _t(pred_root, "pred_root", "mpvpe", last=3, ndim=2).to(pred.device, pred.dtype)[:, None]
     if gt_root is not None:
-        gt = gt - _t(gt_root, "gt_root", "mpvpe", last=3, ndim=2).to(gt.dtype)[:, None]
+        gt = gt - _t(gt_root, "gt_root", "mpvpe", last=3, ndim=2).to(gt.device, gt.dtype)[:, None]
     return joint_errors(pred, gt).mean(-1)
 
 
@@ -240,7 +240,7 @@ def pck_curve(errors, thresholds, valid=None) -> torch.Tensor:
     if err.ndim != 2:
         raise ValueError(f"pck_curve: errors must be (samples, joints), got shape {tuple(err.shape)}")
     err = err.to(torch.float64)
-    thr = _t(thresholds, "thresholds", "pck_curve", ndim=1).to(torch.float64)
+    thr = _t(thresholds, "thresholds", "pck_curve", ndim=1).to(device=err.device, dtype=torch.float64)
     mask = (_weights(valid, err, "pck_curve") > 0).to(torch.float64)
     hits = (err[None] <= thr[:, None, None]).to(torch.float64) * mask[None]  # (T, S, J)
     count = mask.sum(0)  # (J,)
@@ -263,5 +263,5 @@ def pck_auc(errors, lo: float = FREIHAND_PCK_MM[0], hi: float = FREIHAND_PCK_MM[
         raise ValueError(f"pck_auc: need hi > lo and steps >= 2, got lo={lo}, hi={hi}, steps={steps}")
     thr = torch.linspace(lo, hi, steps, dtype=torch.float64)
     curve = pck_curve(errors, thr, valid)
-    auc = torch.trapezoid(curve, thr) / (hi - lo)
+    auc = torch.trapezoid(curve, thr.to(curve.device)) / (hi - lo)
     return float(auc), thr, curve

@@ -183,6 +183,7 @@ def fit_samples(
     for (name, js, nj, has_init, has3d), idx in groups.items():
         model = model_for(name)
         dt = model.dtype
+        mdev = model.device  # a preloaded model (``models``) may live elsewhere than ``device``: follow the model
         kp = np.stack([np.asarray(samples[i].keypoints_2d_px, np.float64)[:nj] for i in idx])
         conf = np.stack([np.asarray(samples[i].keypoints_conf, np.float64)[:nj] for i in idx])
         ok = np.isfinite(kp).all(-1)
@@ -190,7 +191,7 @@ def fit_samples(
         kp = np.where(ok[..., None], kp, 0.0)
         cams = [(samples[i].focal_px, samples[i].princpt_px) if samples[i].focal_px is not None
                 and samples[i].princpt_px is not None else default_camera(samples[i].image_hw) for i in idx]
-        t = lambda a: torch.as_tensor(np.asarray(a, np.float64), dtype=dt, device=device)  # noqa: E731
+        t = lambda a: torch.as_tensor(np.asarray(a, np.float64), dtype=dt, device=mdev)  # noqa: E731
         j3d = j3c = None
         if has3d:
             j3d = t(np.stack([np.asarray(samples[i].joints_3d_cam_mm, np.float64)[:nj] for i in idx]))

@@ -380,6 +380,7 @@ class _Problem:
     def __init__(self, model: Any, part: PartName, layout: TargetLayout, targets: FitTargets,
                  init: Mapping[str, Tensor] | None, latent: LatentPose | None) -> None:
         self.model, self.part, self.layout, self.targets, self.latent = model, part, layout, targets, latent
+        self._torso_mask: Tensor | None = None
         dev, dt = model.device, model.dtype
         b = targets.batch
         init = dict(init or {})
@@ -418,6 +419,16 @@ class _Problem:
         else:
             self.code = None
             self.pose = pose0
+
+    def torso_mask(self) -> Tensor:
+        """``(joints,)`` 1 on the layout's torso joints, 0 elsewhere; built once per device (no host-to-device
+        copy in the optimisation loop)."""
+        w = self.targets.keypoints_conf
+        if self._torso_mask is None or self._torso_mask.device != w.device or self._torso_mask.dtype != w.dtype:
+            mask = torch.zeros(w.shape[-1], dtype=w.dtype)
+            mask[list(self.layout.torso)] = 1.0
+            self._torso_mask = mask.to(w.device)
+        return self._torso_mask
 
     # parameter groups -> leaf tensors
     def leaves(self, groups: tuple[str, ...]) -> list[Tensor]:
@@ -463,9 +474,7 @@ class _Problem:
         sq = (proj - tg.keypoints_2d_px).pow(2).sum(-1)
         w = tg.keypoints_conf
         if stage.torso_only:
-            mask = torch.zeros_like(w)
-            mask[:, list(self.layout.torso)] = 1.0
-            w = w * mask
+            w = w * self.torso_mask()
         loss = (w * gmof(sq, sigma_px)).sum(-1)
         if stage.joints_3d > 0 and tg.joints_3d_cam_mm is not None and self.layout.root is not None:
             r = self.layout.root
@@ -613,7 +622,8 @@ def fit_batch(
     use_candidates = init_d.get("root_rotvec") is None and k > 1 and stages and "global" in stages[0].free
     if use_candidates:
         # replicate the batch once per candidate root, run stage 1, keep the best candidate per sample
-        rep = {name: torch.as_tensor(v).repeat_interleave(k, 0) for name, v in init_d.items() if v is not None}
+        rep = {name: torch.as_tensor(v, device=model.device).repeat_interleave(k, 0)
+               for name, v in init_d.items() if v is not None}
         cand = torch.tensor(config.root_candidates, device=model.device, dtype=model.dtype)
         rep["root_rotvec"] = cand.repeat(b, 1)
         idx = torch.arange(b, device=model.device).repeat_interleave(k)
@@ -635,7 +645,8 @@ def fit_batch(
         loss = _run_stage(problem, stage, config)
         history[stage.name] = loss
     if loss is None:
-        loss = history[config.stages[-1].name] if config.stages else torch.zeros(b)
+        loss = (history[config.stages[-1].name] if config.stages
+                else torch.zeros(b, device=model.device, dtype=model.dtype))
     with torch.no_grad():
         params = {n: t.detach().clone() for n, t in problem.params().items()}
         joints = problem.joints(params)

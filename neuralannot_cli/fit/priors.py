@@ -54,11 +54,10 @@ def angle_prior(body_pose_rotvecs: Tensor, table: tuple[tuple[int, int, float], 
     if not isinstance(body_pose_rotvecs, Tensor) or body_pose_rotvecs.dim() != 3 or body_pose_rotvecs.shape[-1] != 3:
         got = getattr(body_pose_rotvecs, "shape", type(body_pose_rotvecs).__name__)
         raise ValueError(f"angle_prior: body_pose_rotvecs must have shape (batch, joints, 3), got {tuple(got)}")
-    idx = torch.tensor([t[0] for t in table], device=body_pose_rotvecs.device)
-    axis = torch.tensor([t[1] for t in table], device=body_pose_rotvecs.device)
-    sign = body_pose_rotvecs.new_tensor([t[2] for t in table])
-    angles = body_pose_rotvecs[:, idx, axis]  # (batch, n)
-    return torch.exp(angles * sign).pow(2).sum(-1)
+    # plain int indexing and Python-float signs: no index tensor is copied to the device on every call (this
+    # runs once per optimisation step; each host-to-device copy would synchronise a GPU loop)
+    signed = torch.stack([body_pose_rotvecs[:, i, a] * s for i, a, s in table], -1)  # (batch, n)
+    return torch.exp(signed).pow(2).sum(-1)
 
 
 class LatentPose:

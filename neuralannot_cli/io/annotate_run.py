@@ -441,7 +441,8 @@ def _sample_key(kind: str, sample: Sample, part: str) -> str:
 
 def _rest_pelvis(body_model: Any, betas: np.ndarray, device: str) -> np.ndarray:
     with torch.no_grad():
-        out = body_model(betas=torch.as_tensor(betas, dtype=body_model.dtype, device=device))
+        out = body_model(betas=torch.as_tensor(betas, dtype=body_model.dtype,
+                                               device=getattr(body_model, "device", device)))
     return out.kinematic_joints[:, 0].detach().to("cpu", torch.float64).numpy()
 
 

@@ -497,7 +497,8 @@ def train_vposer(
         optimizer = torch.optim.Adam(prior.parameters(), lr=lr, weight_decay=weight_decay)
         for epoch in range(epochs):
             order = torch.randperm(n, generator=gen, device=device)
-            total, count = 0.0, 0
+            total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
+            count = 0
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 if idx.numel() < 2:
@@ -513,10 +514,10 @@ def train_vposer(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach()) * idx.numel()
+                total += loss.detach().double() * idx.numel()
                 count += idx.numel()
             if progress is not None:
-                progress(epoch, total / max(count, 1))
+                progress(epoch, float(total) / max(count, 1))
     return _freeze(prior)
 
 
