@@ -70,6 +70,9 @@ def train(
                                                        min=1)] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Scale/rotation/colour "
                                                                                    "jitter.")] = None,
+    stage1_root_frame: Annotated[Optional[bool], typer.Option(
+        "--stage1-root-frame/--no-stage1-root-frame", help="Start stage 1's root rotation from the GT torso / palm "
+        "frame (default; --no-... = the paper's plain regression).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last completed "
                                                           "epoch.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bar.")] = True,
@@ -95,6 +98,7 @@ def train(
             "backbone_weights": str(backbone_weights) if backbone_weights else None, "prior": prior,
             "device": device, "seed": seed, "workers": workers, "model_dir": str(model_dir) if model_dir else None,
             "max_samples": max_samples, "augment": augment, "progress": progress,
+            "stage1_root_frame": stage1_root_frame,
         }
         cfg = config_from_options(yaml_options, cli)
     except (ValueError, FileNotFoundError, TypeError) as exc:

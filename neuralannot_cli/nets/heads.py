@@ -50,7 +50,8 @@ import torch
 from torch import nn
 
 from neuralannot_cli.nets.backbone import ResNetBackbone
-from neuralannot_cli.rotation import rot6d_to_rotvec, rotvec_to_rot6d
+from neuralannot_cli.rotation import rot6d_to_rotmat, rot6d_to_rotvec, rotmat_to_rot6d, rotvec_to_rot6d, rotvec_to_rotmat
+from neuralannot_cli.train.geometry import frame_rotmat_from_joints
 
 if TYPE_CHECKING:  # the prior module is optional at import time
     from neuralannot_cli.nets.prior import PosePrior
@@ -136,13 +137,15 @@ class RegressorOutput:
 class _ThetaDecoder(nn.Module):
     """One FC layer from a feature to Theta (``root6d | pose | betas | cam_raw``) with the mean-Theta init."""
 
-    def __init__(self, in_dim: int, spec: PartSpec, pose_dim: int, pose_bias: torch.Tensor):
+    def __init__(self, in_dim: int, spec: PartSpec, pose_dim: int, pose_bias: torch.Tensor,
+                 init_root_rotvec: tuple[float, float, float] | None = None):
         super().__init__()
         self.spec = spec
         self.pose_dim = pose_dim
         self.fc = nn.Linear(in_dim, 6 + pose_dim + spec.num_betas + 3)
         nn.init.xavier_uniform_(self.fc.weight, gain=0.01)
-        root6d = rotvec_to_rot6d(torch.tensor(spec.init_root_rotvec, dtype=torch.float64)).float()
+        init = spec.init_root_rotvec if init_root_rotvec is None else init_root_rotvec
+        root6d = rotvec_to_rot6d(torch.tensor(init, dtype=torch.float64)).float()
         bias = torch.cat([root6d, pose_bias.float(), torch.zeros(spec.num_betas + 3)])
         with torch.no_grad():
             self.fc.bias.copy_(bias)
@@ -172,6 +175,13 @@ class Stage1Net(nn.Module):
         backbone_depth: ResNet depth (18, 34, 50).
         num_input_joints: ``J`` of the GT 3D joint set fed in (e.g. 17 for ``h36m_17``, 21 for ``hand_21``).
         pose_feat_dim: width of the two pose FC layers (512 in the paper).
+        root_frame: optional ``(joint_indices, rest_joints_m)``: indices ``(F,)`` into the input joints of a
+            near-rigid frame (body: pelvis, hips, torso, neck; hand: wrist and the four finger MCPs) and their
+            rest-pose positions ``(F, 3)`` (root-relative, model frame). The root rotation is then
+            ``R_frame @ R_net``, where ``R_frame`` aligns the rest frame to the GT joints in closed form
+            (:func:`~neuralannot_cli.train.geometry.frame_rotmat_from_joints`) and the network's 6D (starting
+            at identity) is a residual in the body's own frame. Without it the root is regressed from the
+            mean root (the paper's plain design), which settles in a wrong pelvis yaw.
 
     Attributes:
         backbone: the :class:`ResNetBackbone` (load ImageNet weights into it with ``load_backbone_weights``).
@@ -185,12 +195,23 @@ class Stage1Net(nn.Module):
         num_input_joints: int = 17,
         *,
         pose_feat_dim: int = 512,
+        root_frame: tuple[tuple[int, ...], torch.Tensor] | None = None,
     ):
         super().__init__()
         if int(num_input_joints) < 1:
             raise ValueError(f"Stage1Net: num_input_joints must be >= 1, got {num_input_joints}")
         self.spec = part_spec(part)
         self.num_input_joints = int(num_input_joints)
+        self.root_frame_idx: tuple[int, ...] | None = None
+        if root_frame is not None:
+            idx, rest = tuple(int(i) for i in root_frame[0]), torch.as_tensor(root_frame[1], dtype=torch.float32)
+            if len(idx) < 3 or tuple(rest.shape) != (len(idx), 3) or not all(0 <= i < self.num_input_joints for i in idx):
+                raise ValueError(f"Stage1Net: root_frame needs >= 3 joint indices in [0, {self.num_input_joints}) "
+                                 f"and rest joints of shape ({len(idx)}, 3); got {idx} and {tuple(rest.shape)}")
+            self.root_frame_idx = idx
+            self.register_buffer("root_frame_rest_m", rest.clone())
+            self.register_buffer("root_frame_fallback", rotvec_to_rotmat(
+                torch.tensor(self.spec.init_root_rotvec, dtype=torch.float64)).float())
         self.backbone = ResNetBackbone(backbone_depth)
         self.pose_mlp = nn.Sequential(
             nn.Linear(self.num_input_joints * 3, pose_feat_dim),
@@ -200,7 +221,8 @@ class Stage1Net(nn.Module):
         )
         k = self.spec.num_pose_joints
         self.decoder = _ThetaDecoder(
-            self.backbone.out_channels + pose_feat_dim, self.spec, k * 6, torch.tensor(IDENTITY_ROT6D).repeat(k)
+            self.backbone.out_channels + pose_feat_dim, self.spec, k * 6, torch.tensor(IDENTITY_ROT6D).repeat(k),
+            init_root_rotvec=None if root_frame is None else (0.0, 0.0, 0.0),
         )
 
     def forward(
@@ -235,6 +257,11 @@ class Stage1Net(nn.Module):
         joints = torch.where(valid, joints_3d_rel_m, torch.zeros_like(joints_3d_rel_m))
         feat = torch.cat([self.backbone(images), self.pose_mlp(joints.flatten(1).to(images.dtype))], dim=-1)
         root6d, pose6d_flat, betas, cam_sxy = self.decoder(feat)
+        if self.root_frame_idx is not None:
+            idx = list(self.root_frame_idx)
+            weights = valid[:, idx, 0].to(joints.dtype)
+            frame = frame_rotmat_from_joints(self.root_frame_rest_m, joints[:, idx], weights, self.root_frame_fallback)
+            root6d = rotmat_to_rot6d(frame.to(root6d.dtype) @ rot6d_to_rotmat(root6d))
         pose6d = pose6d_flat.unflatten(-1, (self.spec.num_pose_joints, 6))
         return RegressorOutput(
             root_rotvec=rot6d_to_rotvec(root6d),

@@ -69,6 +69,9 @@ class TrainConfig:
         prior_dim: latent size of the learned VPoser / number of hand PCA components.
         lambda_ax, lambda_tg, w_2d, w_3d, w_param, w_shape: loss weights (``None``: the part's defaults,
             :meth:`neuralannot_cli.losses.LossWeights.for_part` -- the hand's 3D term has ``w_3d = 10``).
+        stage1_root_frame: start stage 1's root rotation from the GT torso / palm frame (closed-form Kabsch,
+            the network predicts a residual); ``False`` = the paper's plain regression from the mean root, which
+            settles in a wrong pelvis yaw (see :class:`~neuralannot_cli.nets.heads.Stage1Net`).
         augment: scale/rotation/colour augmentation of training crops (flip is never used: it would change
             the meaning of θ*).
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'`` ... (under torchrun the local rank picks the GPU).
@@ -103,6 +106,7 @@ class TrainConfig:
     w_3d: float | None = None
     w_param: float | None = None
     w_shape: float | None = None
+    stage1_root_frame: bool = True
     augment: bool = True
     device: str = "cpu"
     seed: int = 0

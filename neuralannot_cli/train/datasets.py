@@ -33,6 +33,7 @@ __all__ = [
     "BODY_TARGET_JOINTS",
     "AUX_JOINT_SET",
     "ROOT_JOINT",
+    "ROOT_FRAME_JOINTS",
     "TARGET_JOINT_SET",
     "part_target_samples",
     "part_aux_samples",
@@ -46,6 +47,11 @@ BODY_TARGET_JOINTS = 23
 """COCO-WholeBody body (17) + feet (6): the first 23 joints of ``coco_wholebody_133``."""
 AUX_JOINT_SET = {"h36m": "h36m_17", "mpi3dhp": "mpi3dhp_17", "freihand": "hand_21", "interhand": "hand_21"}
 ROOT_JOINT = {"h36m_17": 0, "mpi3dhp_17": 14, "hand_21": 0}
+#: Near-rigid joints whose frame gives stage 1's root rotation in closed form (by name, any joint-set order):
+#: the pelvis, both hips, the torso (spine) and the neck (thorax); the wrist and the four finger MCPs (MANO's
+#: palm is rigid). Shoulders are left out: the collar joints move them.
+ROOT_FRAME_JOINTS = {"body": ("pelvis", "right_hip", "left_hip", "torso", "neck"),
+                     "hand": ("wrist", "index1", "middle1", "ring1", "pinky1")}
 """Index of the root (pelvis / wrist) used for root alignment, per aux joint set."""
 TARGET_JOINT_SET = {"body": "coco_wholebody_133", "hand": "hand_21"}
 """Body-model joint set whose joints the target keypoints are (body: its first 23 joints)."""

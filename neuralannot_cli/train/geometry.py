@@ -28,6 +28,7 @@ __all__ = [
     "project_crop_px",
     "crop_px_to_norm",
     "procrustes_align",
+    "frame_rotmat_from_joints",
 ]
 
 
@@ -91,3 +92,41 @@ def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     scale = (sv * torch.diagonal(fix, dim1=1, dim2=2)).sum(-1) / (p0 ** 2).sum((1, 2)).clamp_min(1e-12)
     aligned = scale[:, None, None] * (p0 @ rot) + mt
     return aligned.to(pred.dtype)
+
+
+def frame_rotmat_from_joints(rest_joints_m: torch.Tensor, joints_m: torch.Tensor, weights: torch.Tensor,
+                             fallback_rotmat: torch.Tensor) -> torch.Tensor:
+    """Rotation that best maps rest-pose joints onto observed joints (weighted Kabsch via roma, no scale).
+
+    Used by stage 1 to start the root rotation from the GT torso (or palm) frame: the pelvis' yaw is only weakly
+    pinned by the L1 on 17 joints (the network can misplace the hips by a few cm and bend the legs back),
+    so a regressed root rotation settles in a wrong yaw; the frame of the GT joints fixes it in closed form.
+
+    Args:
+        rest_joints_m: ``(F, 3)`` frame joints of the rest pose, root-relative, model frame.
+        joints_m: ``(B, F, 3)`` observed frame joints (root-relative; any translation is removed).
+        weights: ``(B, F)`` >= 0 (0 = missing joint).
+        fallback_rotmat: ``(3, 3)`` used where fewer than 3 joints have weight.
+
+    Returns:
+        ``(B, 3, 3)`` rotation ``R`` with ``joints ~ R @ rest + t`` (no gradient flows through it).
+    """
+    import roma
+
+    if rest_joints_m.dim() != 2 or rest_joints_m.shape[-1] != 3:
+        raise ValueError(f"frame_rotmat_from_joints: rest_joints_m must be (F, 3), got {tuple(rest_joints_m.shape)}")
+    f = rest_joints_m.shape[0]
+    if joints_m.dim() != 3 or tuple(joints_m.shape[1:]) != (f, 3) or tuple(weights.shape) != tuple(joints_m.shape[:2]):
+        raise ValueError(f"frame_rotmat_from_joints: expected joints_m (B, {f}, 3) and weights (B, {f}), got "
+                         f"{tuple(joints_m.shape)} and {tuple(weights.shape)}")
+    with torch.no_grad():
+        w = torch.where(torch.isfinite(joints_m).all(-1), weights.clamp_min(0).double(), torch.zeros_like(weights,
+                        dtype=torch.float64))
+        x = torch.nan_to_num(joints_m.double())
+        ok = (w > 0).sum(-1) >= 3
+        w_safe = torch.where(ok[:, None], w, torch.ones_like(w))
+        rest = rest_joints_m.double().expand(x.shape[0], f, 3)
+        rotmat = roma.rigid_points_registration(rest, x, weights=w_safe)[0]
+        fb = fallback_rotmat.to(rotmat).expand_as(rotmat)
+        good = ok & torch.isfinite(rotmat).flatten(1).all(-1)
+        return torch.where(good[:, None, None], rotmat, fb).to(joints_m.dtype)
