@@ -55,6 +55,7 @@ from neuralannot_cli.train.checkpoint import (
 from neuralannot_cli.train.config import RESUME_MUTABLE_FIELDS, TrainConfig, config_to_dict
 from neuralannot_cli.train.datasets import (
     AUX_JOINT_SET,
+    ROOT_FRAME_JOINTS,
     ROOT_JOINT,
     ConcatWithEpoch,
     ThetaStarDataset,
@@ -134,6 +135,8 @@ class _Logger:
 
 
 class _NoProgress:
+    active = False
+
     def __enter__(self):
         return self
 
@@ -145,6 +148,8 @@ class _NoProgress:
 
 
 class _RichProgress(_NoProgress):
+    active = True
+
     def __init__(self, progress, description: str, total: int) -> None:
         self.p = progress
         self.description = description
@@ -164,16 +169,20 @@ class _RichProgress(_NoProgress):
 
 def _optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     ctx: DistContext) -> bool:
-    """Backward + step unless the loss (on any rank) or a gradient is non-finite; returns True if stepped."""
-    bad = torch.tensor(0.0 if bool(torch.isfinite(loss)) else 1.0, device=loss.device)
+    """Backward + step unless the loss (on any rank) or a gradient is non-finite; returns True if stepped.
+
+    The backward pass always runs (DDP needs every rank in its all-reduce; a non-finite loss on one rank makes
+    the averaged gradients non-finite on all of them); all the finiteness checks are one device-side flag and
+    one host sync per step (per-parameter ``bool()`` checks cost a GPU sync each).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    checks = [torch.isfinite(loss.detach()).reshape(1)]
+    checks += [torch.isfinite(p.grad).all().reshape(1) for p in model.parameters() if p.grad is not None]
+    bad = (~torch.cat(checks).all()).float()
     if ctx.enabled:
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-    optimizer.zero_grad(set_to_none=True)
     if bad.item() > 0:
-        return False
-    loss.backward()
-    grads_ok = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters())
-    if not grads_ok:  # DDP already averaged: every rank sees the same gradients
         optimizer.zero_grad(set_to_none=True)
         return False
     optimizer.step()
@@ -271,7 +280,7 @@ class _Run:
 
     def _train_loop(self, step: str, epoch: int, loader: Iterable, model, optimizer, loss_fn) -> dict[str, Any]:
         model.train()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # on the device: read once per epoch (no per-step host sync)
         n = skipped = 0
         with self.log.progress(f"{step} epoch {epoch}", len(loader)) as bar:  # type: ignore[arg-type]
             for batch in loader:
@@ -279,12 +288,14 @@ class _Run:
                 if _optimizer_step(loss, model, optimizer, self.ctx):
                     n += 1
                     for k, v in {"loss": loss.detach(), **parts}.items():
-                        sums[k] = sums.get(k, 0.0) + float(v)
+                        v = v.detach().double()
+                        sums[k] = sums[k] + v if k in sums else v
                 else:
                     skipped += 1
                     warnings.warn(f"{step} epoch {epoch}: non-finite loss or gradient, step skipped", stacklevel=2)
-                bar.update({k: v / max(n, 1) for k, v in sums.items() if k in ("loss", "kp2d", "kp3d")})
-        return {**{k: v / max(n, 1) for k, v in sums.items()}, "steps": n, "skipped_steps": skipped}
+                if bar.active:
+                    bar.update({k: float(v) / max(n, 1) for k, v in sums.items() if k in ("loss", "kp2d", "kp3d")})
+        return {**{k: float(v) / max(n, 1) for k, v in sums.items()}, "steps": n, "skipped_steps": skipped}
 
     # ------------------------------------------------------------------------------------------ stage 1
 
@@ -296,7 +307,8 @@ class _Run:
         samples, mirrored = self.aux_samples[kind]
         joint_set, root = AUX_JOINT_SET[kind], ROOT_JOINT[AUX_JOINT_SET[kind]]
         _seed_everything(_step_seed(config, step))
-        net = Stage1Net(config.part, config.backbone_depth, len(samples[0].keypoints_conf))
+        net = Stage1Net(config.part, config.backbone_depth, len(samples[0].keypoints_conf),
+                        root_frame=self.root_frame(joint_set, root) if config.stage1_root_frame else None)
         self._load_backbone(net)
         net.to(self.device)
         if not self.progress_file.is_done(step):
@@ -333,6 +345,21 @@ class _Run:
                 self.progress_file.mark_done(step)
             self.ctx.barrier()
         self.progress_file = Progress(self.out)
+
+    @torch.no_grad()
+    def root_frame(self, joint_set: str, root: int) -> tuple[tuple[int, ...], torch.Tensor]:
+        """Indices of :data:`ROOT_FRAME_JOINTS` in ``joint_set`` and their rest-pose (zero pose, mean shape)
+        positions relative to the root joint, model frame, metres (on the CPU)."""
+        from neuralannot_cli.body.joint_sets import get_joint_set
+        from neuralannot_cli.nets.heads import part_spec
+
+        jset, spec = get_joint_set(joint_set), part_spec(self.config.part)
+        idx = tuple(jset.index(n) for n in ROOT_FRAME_JOINTS[self.config.part])
+        zeros = lambda *shape: torch.zeros(*shape, device=self.device)  # noqa: E731
+        rest = self.body_model.joints_in(body_forward(self.body_model, self.config.part, zeros(1, 3),
+                                                      zeros(1, spec.num_pose_joints, 3), zeros(1, spec.num_betas)),
+                                         joint_set)[0]
+        return idx, (rest[list(idx)] - rest[root]).float().cpu()
 
     @torch.no_grad()
     def theta_star(self, net, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
