@@ -1,8 +1,9 @@
 """NeuralAnnot vs the SMPLify-X-style baseline on synthetic data: accuracy and wall time, one run, one table.
 
     PYTHONPATH=. .venv/bin/python benchmarks/annotator_comparison.py [--count 2000] [--image-size 128]
-        [--epochs 10] [--out DIR] [--seed 0] [--threads N] [--model-dir DIR]
-        [--per-sample-subset 16] [--fit-iterations-scale 1.0] [--kp-noise-px 1.0]
+        [--epochs 10] [--out DIR] [--seed 0] [--threads N] [--model-dir DIR] [--device cuda]
+        [--per-sample-subset 16] [--fit-iterations-scale 1.0] [--kp-noise-px 1.0] [--input-size 64]
+        [--batch-size 16] [--lr 1e-3] [--cache-images] ...   (--help lists all)
 
 What runs (all in this process, the library API the CLI calls):
 
@@ -11,7 +12,9 @@ What runs (all in this process, the library API the CLI calls):
    hidden side file ``annotations/synth_hidden_gt_train.json``), ``--count`` images each, rendered with the
    stand-in body model (``--model-dir`` for real SMPL-X files).
 2. NeuralAnnot body training (Algorithm 1: stage 1 on the aux set, learned prior, stage 2 on half-aux /
-   half-target batches): resnet18, input 64, batch 16, lr 1e-3, ``--epochs`` per stage, no augmentation.
+   half-target batches): resnet18 from scratch, ``--input-size`` (64), ``--batch-size`` (16), ``--lr`` (1e-3),
+   ``--epochs`` per stage (or ``--stage1-epochs`` / ``--stage2-epochs``), no augmentation; ``--cache-images``
+   decodes each image once (a GPU run is otherwise bound by JPEG decoding).
 3. NeuralAnnot annotates the target set and the aux set (``run_annotate`` + ``NetworkPredictor``).
 4. The SMPLify-X-style baseline (``FitPredictor``) annotates both sets, batched (``--fit-batch-size`` samples
    per optimisation batch). It fits the 2D keypoints only on BOTH sets (no ``--use-3d``): the comparison on
@@ -66,11 +69,11 @@ def _synth(kind: str, out: Path, count: int, size: int, seed: int, model_dir: Pa
     return summary
 
 
-def _annotate(dataset_json: Path, out: Path, predictor, model_dir: Path, batch_size: int):
+def _annotate(dataset_json: Path, out: Path, predictor, model_dir: Path, batch_size: int, device: str):
     from neuralannot_cli.io.annotate_run import AnnotateConfig, run_annotate
 
     config = AnnotateConfig(dataset_json=dataset_json, checkpoint=getattr(predictor, "checkpoint", None), out=out,
-                            batch_size=batch_size, model_dir=model_dir)
+                            batch_size=batch_size, model_dir=model_dir, device=device)
     t0 = time.perf_counter()
     summary = run_annotate(config, predictor)
     return summary, time.perf_counter() - t0
@@ -98,6 +101,15 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=2000, help="images per set (aux and target)")
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=10, help="epochs of stage 1 and of stage 2")
+    ap.add_argument("--stage1-epochs", type=int, default=None, help="override --epochs for stage 1")
+    ap.add_argument("--stage2-epochs", type=int, default=None, help="override --epochs for stage 2")
+    ap.add_argument("--input-size", type=int, default=64, help="network crop side (px)")
+    ap.add_argument("--batch-size", type=int, default=16, help="training batch (stage 2: half aux, half target)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-decay-epochs", type=int, nargs="*", default=[], help="per stage, x0.1 at each")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (training)")
+    ap.add_argument("--cache-images", action="store_true", help="decode each training image once (RAM)")
+    ap.add_argument("--annotate-batch-size", type=int, default=32)
     ap.add_argument("--out", type=Path, default=None, help="keep every artefact here (default: a temp dir)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
@@ -151,28 +163,34 @@ def main() -> None:
     aux_jsons = _aux_jsons(aux_root)
 
     # 2. NeuralAnnot training -----------------------------------------------------------------------------
+    s1_epochs = args.stage1_epochs or args.epochs
+    s2_epochs = args.stage2_epochs or args.epochs
     run_dir = out / "runs" / "body"
     if run_dir.exists():
         raise SystemExit(f"{run_dir}: a previous run is there; use a fresh --out")
     cfg = TrainConfig(part="body", aux=(("h36m", str(aux_root)),), target=(("coco_wholebody", str(tgt_root)),),
-                      out_dir=str(run_dir), stage1_epochs=args.epochs, stage2_epochs=args.epochs, batch_size=16,
-                      lr=1e-3, input_size=64, backbone="resnet18", augment=False, device=args.device,
-                      seed=args.seed, model_dir=str(model_dir),
+                      out_dir=str(run_dir), stage1_epochs=s1_epochs, stage2_epochs=s2_epochs,
+                      batch_size=args.batch_size, lr=args.lr, lr_decay_epochs=tuple(args.lr_decay_epochs),
+                      input_size=args.input_size, backbone="resnet18", augment=False, device=args.device,
+                      seed=args.seed, model_dir=str(model_dir), workers=args.workers, cache_images=args.cache_images,
                       dataset_options=(("h36m", (("subjects", AUX_SUBJECTS),)),), progress=False)
-    _log(f"train NeuralAnnot body: {args.epochs} + {args.epochs} epochs ...")
+    _log(f"train NeuralAnnot body: {s1_epochs} + {s2_epochs} epochs ...")
     t0 = time.perf_counter()
-    train(cfg)
+    result = train(cfg)
     train_s = time.perf_counter() - t0
-    _log(f"trained in {train_s:.1f} s")
+    theta_rec = next((m for m in result.metrics if str(m.get("stage", "")).startswith("theta_star")), {})
+    last_s2 = [m for m in result.metrics if m.get("stage") == "stage2"][-1:] or [{}]
+    _log(f"trained in {train_s:.1f} s; stage-1 theta* MPJPE {theta_rec.get('theta_star_mpjpe_mm', float('nan')):.1f} "
+         f"mm; last stage-2 target 2D error {last_s2[0].get('target_2d_err_px', float('nan')):.2f} px")
 
     # 3. NeuralAnnot annotation ---------------------------------------------------------------------------
     pgt = out / "pseudo_gt"
     na = NetworkPredictor(load_annotator(run_dir, args.device, model_dir=model_dir), run_dir)
-    _, na_tgt_s = _annotate(tgt_json, pgt / "neuralannot" / "target.json", na, model_dir, 32)
+    _, na_tgt_s = _annotate(tgt_json, pgt / "neuralannot" / "target.json", na, model_dir, args.annotate_batch_size, args.device)
     aux_files: dict[str, list[Path]] = {"neuralannot": [], "smplifyx": []}  # one world-frame file per subject
     na_aux_s = 0.0
     for j in aux_jsons:
-        summary, s = _annotate(j, pgt / "neuralannot" / "aux" / j.name, na, model_dir, 32)
+        summary, s = _annotate(j, pgt / "neuralannot" / "aux" / j.name, na, model_dir, args.annotate_batch_size, args.device)
         aux_files["neuralannot"].append(summary.files[0])
         na_aux_s += s
     _log(f"NeuralAnnot annotated target in {na_tgt_s:.1f} s, aux in {na_aux_s:.1f} s")
@@ -180,11 +198,11 @@ def main() -> None:
     # 4. baseline, batched (2D only on both sets) ---------------------------------------------------------
     fit_cfg = default_fit_config("body", iterations_scale=args.fit_iterations_scale, use_3d=False)
     fp = FitPredictor("body", fit_config=fit_cfg, use_3d=False, model_dir=model_dir, device=args.device)
-    _, bl_tgt_s = _annotate(tgt_json, pgt / "smplifyx" / "target.json", fp, model_dir, args.fit_batch_size)
+    _, bl_tgt_s = _annotate(tgt_json, pgt / "smplifyx" / "target.json", fp, model_dir, args.fit_batch_size, args.device)
     bl_reproj_batched = float(np.mean(fp.reproj_err_px)) if fp.reproj_err_px else float("nan")
     bl_aux_s = 0.0
     for j in aux_jsons:
-        summary, s = _annotate(j, pgt / "smplifyx" / "aux" / j.name, fp, model_dir, args.fit_batch_size)
+        summary, s = _annotate(j, pgt / "smplifyx" / "aux" / j.name, fp, model_dir, args.fit_batch_size, args.device)
         aux_files["smplifyx"].append(summary.files[0])
         bl_aux_s += s
     _log(f"baseline (batched) fitted target in {bl_tgt_s:.1f} s, aux in {bl_aux_s:.1f} s")
@@ -256,8 +274,9 @@ def main() -> None:
         row("SMPLify-X-style, batched", br, bl_tgt_s),
         row(f"SMPLify-X-style, per-sample (*)", br, ps_tgt_s, "*"),
         line,
-        f"NeuralAnnot time = training {train_s:.1f} s (stage 1 + prior + stage 2, {args.epochs}+{args.epochs} epochs, "
-        f"resnet18, input 64) + annotating the target set {na_tgt_s:.1f} s ({n / na_tgt_s:.1f} img/s); "
+        f"NeuralAnnot time = training {train_s:.1f} s (stage 1 + prior + stage 2, {s1_epochs}+{s2_epochs} epochs, "
+        f"resnet18, input {args.input_size}, batch {args.batch_size}, lr {args.lr:g}; stage-1 theta* on the aux set: "
+        f"MPJPE {theta_rec.get('theta_star_mpjpe_mm', float('nan')):.1f} mm) + annotating the target set {na_tgt_s:.1f} s ({n / na_tgt_s:.1f} img/s); "
         f"aux set annotation {na_aux_s:.1f} s (not counted)",
         f"baseline: 2D keypoints only on both sets (no --use-3d), iterations x{args.fit_iterations_scale:g}, "
         f"{args.fit_batch_size} samples/optimisation batch; aux set fit {bl_aux_s:.1f} s (not counted)",
@@ -280,7 +299,7 @@ def main() -> None:
     print("\n".join(out_lines), flush=True)
     (out / "benchmark.json").write_text(json.dumps({
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "rows": rows, "ratios": r, "standin": standin,
+        "rows": rows, "ratios": r, "standin": standin, "train_metrics": result.metrics,
         "seconds": {"train": train_s, "neuralannot_target": na_tgt_s, "neuralannot_aux": na_aux_s,
                     "baseline_batched_target": bl_tgt_s, "baseline_batched_aux": bl_aux_s,
                     "baseline_per_sample_subset": ps_subset_s, "per_sample_subset_n": len(subset),

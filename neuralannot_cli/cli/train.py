@@ -63,6 +63,9 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (torchrun: per local rank).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers.", min=0)] = None,
+    cache_images: Annotated[Optional[bool], typer.Option(
+        "--cache-images/--no-cache-images", help="Decode each image once and keep it in RAM (small sets; use "
+        "with --workers 0).")] = None,
     model_dir: Annotated[Optional[Path], typer.Option(
         help="Folder of SMPL-X / MANO files (else $NEURALANNOT_BODY_MODELS, the user folder, then the stand-in).",
         envvar="NEURALANNOT_BODY_MODELS", exists=True)] = None,
@@ -98,7 +101,7 @@ def train(
             "backbone_weights": str(backbone_weights) if backbone_weights else None, "prior": prior,
             "device": device, "seed": seed, "workers": workers, "model_dir": str(model_dir) if model_dir else None,
             "max_samples": max_samples, "augment": augment, "progress": progress,
-            "stage1_root_frame": stage1_root_frame,
+            "stage1_root_frame": stage1_root_frame, "cache_images": cache_images,
         }
         cfg = config_from_options(yaml_options, cli)
     except (ValueError, FileNotFoundError, TypeError) as exc:

@@ -58,6 +58,7 @@ from neuralannot_cli.train.datasets import (
     ROOT_FRAME_JOINTS,
     ROOT_JOINT,
     ConcatWithEpoch,
+    ImageCache,
     ThetaStarDataset,
     collate_stage2,
     make_dataset,
@@ -222,6 +223,7 @@ class _Run:
         for p in self.body_model.parameters():
             p.requires_grad_(False)
         self.log = _Logger(self.out, self.ctx, config.progress)
+        self.image_loader = ImageCache() if config.cache_images else None
         self.aux_samples = {}
         for kind, root in config.aux:
             samples = load_dataset(kind, root, **config.options_for(kind))
@@ -312,12 +314,14 @@ class _Run:
         self._load_backbone(net)
         net.to(self.device)
         if not self.progress_file.is_done(step):
-            dataset = make_dataset(samples, mirrored, config.input_size, augment=config.augment, seed=config.seed)
+            dataset = make_dataset(samples, mirrored, config.input_size, augment=config.augment, seed=config.seed,
+                                   image_loader=self.image_loader)
             batch = min(config.batch_size, len(dataset))
             sampler = DistributedSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True,
                                          seed=_step_seed(config, step), drop_last=True)
             loader = DataLoader(dataset, batch_size=max(batch // self.ctx.world_size, 2) if self.ctx.enabled else batch,
-                                sampler=sampler, num_workers=config.workers, drop_last=True)
+                                sampler=sampler, num_workers=config.workers, drop_last=True,
+                                pin_memory=self.device.type == "cuda")
             model = wrap_ddp(net, self.ctx)
             optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
@@ -367,8 +371,10 @@ class _Run:
         config = self.config
         samples, mirrored = self.aux_samples[kind]
         joint_set, root = AUX_JOINT_SET[kind], ROOT_JOINT[AUX_JOINT_SET[kind]]
-        dataset = make_dataset(samples, mirrored, config.input_size, augment=False, seed=config.seed)
-        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers)
+        dataset = make_dataset(samples, mirrored, config.input_size, augment=False, seed=config.seed,
+                               image_loader=self.image_loader)
+        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
+                            pin_memory=self.device.type == "cuda")
         net.eval()
         keys = ("root_rotvec", "pose_rotvecs", "betas", "transl_cam_m", "index")
         acc: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
@@ -464,17 +470,22 @@ class _Run:
             samples, mirrored = self.aux_samples[kind]
             theta = load_tensors(self.out / f"theta_star_{kind}.safetensors")
             aux_sets.append(ThetaStarDataset(
-                make_dataset(samples, mirrored, size, augment=config.augment, seed=config.seed), theta))
+                make_dataset(samples, mirrored, size, augment=config.augment, seed=config.seed,
+                             image_loader=self.image_loader), theta))
         aux = aux_sets[0] if len(aux_sets) == 1 else ConcatWithEpoch(aux_sets)
         tsamples, tmirror = self.target_samples
-        target = make_dataset(tsamples, tmirror, size, augment=config.augment, seed=config.seed + 1)
+        target = make_dataset(tsamples, tmirror, size, augment=config.augment, seed=config.seed + 1,
+                              image_loader=self.image_loader)
         mixed = MixedDataset(aux, target)
         sampler = MixedBatchSampler(len(aux), len(target), config.batch_size, seed=_step_seed(config, step),
                                     rank=self.ctx.rank, world_size=self.ctx.world_size)
-        loader = DL(mixed, batch_sampler=sampler, collate_fn=collate_stage2, num_workers=config.workers)
+        loader = DL(mixed, batch_sampler=sampler, collate_fn=collate_stage2, num_workers=config.workers,
+                    pin_memory=self.device.type == "cuda")
         eval_n = min(config.eval_samples, len(tsamples))
-        eval_set = make_dataset(tsamples[:eval_n], tmirror[:eval_n], size, augment=False, seed=0)
-        eval_loader = DL(eval_set, batch_size=config.batch_size, shuffle=False, num_workers=config.workers)
+        eval_set = make_dataset(tsamples[:eval_n], tmirror[:eval_n], size, augment=False, seed=0,
+                                image_loader=self.image_loader)
+        eval_loader = DL(eval_set, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
+                         pin_memory=self.device.type == "cuda")
         model = wrap_ddp(net, self.ctx)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         part, w = config.part, self.weights

@@ -77,6 +77,8 @@ class TrainConfig:
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'`` ... (under torchrun the local rank picks the GPU).
         seed: base seed of everything random.
         workers: DataLoader workers.
+        cache_images: decode each image once and keep it in RAM for the whole run
+            (:class:`~neuralannot_cli.train.datasets.ImageCache`; small sets, with ``workers=0``).
         model_dir: folder of the SMPL-X / MANO files (None: the usual lookup, then the stand-in).
         max_samples: keep the first N samples of each dataset (debugging).
         dataset_options: ``{kind: {option: value}}`` passed to the loaders (``subjects``, ``split``, ...).
@@ -111,6 +113,7 @@ class TrainConfig:
     device: str = "cpu"
     seed: int = 0
     workers: int = 0
+    cache_images: bool = False
     model_dir: str | None = None
     max_samples: int | None = None
     dataset_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
@@ -252,4 +255,4 @@ def config_from_dict(d: Mapping[str, Any]) -> TrainConfig:
 
 
 # comparisons for --resume: fields that may change between the interrupted run and its continuation
-RESUME_MUTABLE_FIELDS = frozenset({"device", "workers", "progress", "model_dir", "out_dir", "eval_samples"})
+RESUME_MUTABLE_FIELDS = frozenset({"device", "workers", "cache_images", "progress", "model_dir", "out_dir", "eval_samples"})

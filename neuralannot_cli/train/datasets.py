@@ -19,9 +19,10 @@ change the meaning of θ* and mix left and right.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, default_collate
@@ -34,6 +35,7 @@ __all__ = [
     "AUX_JOINT_SET",
     "ROOT_JOINT",
     "ROOT_FRAME_JOINTS",
+    "ImageCache",
     "TARGET_JOINT_SET",
     "part_target_samples",
     "part_aux_samples",
@@ -152,6 +154,30 @@ class MirroredCrops(Dataset):
         return item
 
 
+class ImageCache:
+    """``path -> (H, W, 3) BGR uint8`` like ``cv2.imread``, decoding each file once and keeping it in RAM.
+
+    For sets that fit in memory (e.g. 4,000 synthetic 128-px images are ~200 MB) trained for many short epochs
+    on a GPU, where decoding every image every epoch (or re-forking DataLoader workers every epoch) costs more
+    than the training step. Use it with ``workers=0``: each worker process would fill (and lose at the end of
+    the epoch) its own copy. The arrays are read-only views; the dataset copies before writing.
+    """
+
+    def __init__(self) -> None:
+        self._images: dict[str, np.ndarray | None] = {}
+
+    def __call__(self, path: str) -> np.ndarray | None:
+        if path not in self._images:
+            img = cv2.imread(path)
+            if img is not None:
+                img.setflags(write=False)
+            self._images[path] = img
+        return self._images[path]
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+
 def make_dataset(
     samples: Sequence[Sample],
     mirrored: Sequence[bool],
@@ -159,11 +185,13 @@ def make_dataset(
     *,
     augment: bool,
     seed: int,
+    image_loader: Callable[[str], np.ndarray | None] | None = None,
 ) -> MirroredCrops:
-    """:class:`CroppedSampleDataset` (no flip augmentation) wrapped in :class:`MirroredCrops`."""
+    """:class:`CroppedSampleDataset` (no flip augmentation) wrapped in :class:`MirroredCrops`;
+    ``image_loader`` defaults to ``cv2.imread`` (pass an :class:`ImageCache` to decode each image once)."""
     base = CroppedSampleDataset(
         samples, input_size, augment=augment, rng_seed=seed, flip_pairs={},
-        augment_config=AugmentConfig(flip_prob=0.0),
+        augment_config=AugmentConfig(flip_prob=0.0), image_loader=image_loader or cv2.imread,
     )
     return MirroredCrops(base, mirrored)
 
