@@ -119,9 +119,14 @@ def main() -> None:
     ap.add_argument("--fit-batch-size", type=int, default=64, help="baseline samples per optimisation batch")
     ap.add_argument("--kp-noise-px", type=float, default=1.0, help="noise of the target set's 2D labels")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--synth-only", action="store_true",
+                    help="only write the stand-in models and the two synthetic sets into --out, then stop (prepare "
+                         "the data on one machine, time the methods on another with the same --out)")
     args = ap.parse_args()
     if args.count < 2 or args.per_sample_subset < 1:
         ap.error("--count must be >= 2 and --per-sample-subset >= 1")
+    if args.synth_only and args.out is None:
+        ap.error("--synth-only needs --out (the data would go to a temp dir and be deleted)")
     if args.threads:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
@@ -147,7 +152,8 @@ def main() -> None:
         from neuralannot_cli.body.standin import make_standin
 
         model_dir = out / "models"
-        make_standin(model_dir)
+        if not (model_dir / "smplx" / "SMPLX_NEUTRAL.npz").is_file():  # kept with the data (--synth-only)
+            make_standin(model_dir)
     standin = args.model_dir is None
 
     # 1. data ---------------------------------------------------------------------------------------------
@@ -161,6 +167,9 @@ def main() -> None:
     tgt_hidden = tgt_root / "annotations" / "synth_hidden_gt_train.json"
     aux_hidden = aux_root / "annotations" / "synth_hidden_gt_train.json"
     aux_jsons = _aux_jsons(aux_root)
+    if args.synth_only:
+        _log(f"data written to {out}/data (models: {model_dir}); --synth-only: stop")
+        return
 
     # 2. NeuralAnnot training -----------------------------------------------------------------------------
     s1_epochs = args.stage1_epochs or args.epochs
