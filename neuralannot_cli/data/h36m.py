@@ -32,19 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from neuralannot_cli.data._json import (
-    as_array,
-    check_joint_units,
-    f32,
-    get_array,
-    get_field,
-    get_int,
-    get_nested,
-    get_str,
-    index_coco,
-    key_path,
-    project_cam_to_px,
-    read_json,
+from neuralannot_cli.data._json import as_array, get_field
+from neuralannot_cli.data._walk import (
+    WorldCamera,
+    projected_sample,
+    read_camera_dataset,
+    read_world_camera,
+    read_world_joints_mm,
 )
 from neuralannot_cli.data.record import DatasetFormatError, Sample
 
@@ -62,16 +56,7 @@ H36M_ACTION_NAMES: tuple[str, ...] = (
 )
 """Action names; ``action_idx`` 2..16 in the files maps to ``H36M_ACTION_NAMES[action_idx - 2]``."""
 
-
-def _camera(cameras: dict, cam_idx: int, path: Path) -> dict[str, np.ndarray]:
-    cam = get_nested(cameras, [cam_idx], path=path)
-    where = key_path(cam_idx)
-    return {
-        "R": get_array(cam, "R", (3, 3), path=path, where=where),
-        "t": get_array(cam, "t", (3,), path=path, where=where),
-        "f": get_array(cam, "f", (2,), path=path, where=where),
-        "c": get_array(cam, "c", (2,), path=path, where=where),
-    }
+_CAMERA_FIELDS = ("R", "t", "f", "c")
 
 
 def load_h36m(
@@ -105,71 +90,46 @@ def load_h36m(
         data_path = annot_dir / f"Human36M_subject{subject}_data.json"
         cam_path = annot_dir / f"Human36M_subject{subject}_camera.json"
         joint_path = annot_dir / f"Human36M_subject{subject}_joint_3d.json"
-        data = read_json(data_path, dict)
-        cams_json = read_json(cam_path, dict)
-        joints_json = read_json(joint_path, dict)
-        images_by_id, anns = index_coco(data, path=data_path)
+        annotations, cams_json, joints_json = read_camera_dataset(data_path, cam_path, joint_path)
 
-        cam_cache: dict[int, dict[str, np.ndarray]] = {}
+        cam_cache: dict[int, WorldCamera] = {}
         world_cache: dict[tuple[int, int, int], np.ndarray] = {}
-        for a_i, ann in enumerate(anns):
-            a_where = f"annotations[{a_i}]"
-            image_id = int(ann["image_id"])
-            img = images_by_id[image_id]
-            i_where = f"images[id={image_id}]"
-            frame = get_int(img, "frame_idx", path=data_path, where=i_where)
+        for ref in annotations:
+            frame = ref.image_int("frame_idx")
             if frame % frame_step:
                 continue
-            cam_idx = get_int(img, "cam_idx", path=data_path, where=i_where)
+            cam_idx = ref.image_int("cam_idx")
             if keep_cams is not None and cam_idx not in keep_cams:
                 continue
-            img_subject = get_int(img, "subject", path=data_path, where=i_where)
+            img_subject = ref.image_int("subject")
             if img_subject != int(subject):
-                raise DatasetFormatError(data_path, f"{i_where}.subject",
+                raise DatasetFormatError(data_path, f"{ref.img_where}.subject",
                                          f"is {img_subject} in the file of subject {subject}")
-            action = get_int(img, "action_idx", path=data_path, where=i_where)
-            subaction = get_int(img, "subaction_idx", path=data_path, where=i_where)
-            height = get_int(img, "height", path=data_path, where=i_where)
-            width = get_int(img, "width", path=data_path, where=i_where)
-            file_name = get_str(img, "file_name", path=data_path, where=i_where)
-            bbox = get_array(ann, "bbox", (4,), path=data_path, where=a_where)
+            action = ref.image_int("action_idx")
+            subaction = ref.image_int("subaction_idx")
+            image_hw, file_name, bbox = ref.image_file_and_box()
 
             if cam_idx not in cam_cache:
-                cam_cache[cam_idx] = _camera(cams_json, cam_idx, cam_path)
+                cam_cache[cam_idx] = read_world_camera(cams_json, [cam_idx], path=cam_path, names=_CAMERA_FIELDS)
             cam = cam_cache[cam_idx]
 
             keys = (action, subaction, frame)
             if keys not in world_cache:  # the same frame is seen by every camera
-                world = get_nested(joints_json, keys, path=joint_path, context=f"(needed by image id {image_id})")
-                world_cache[keys] = as_array(world, (17, 3), path=joint_path, field_name=key_path(*keys))
-                check_joint_units(world_cache[keys], "mm", path=joint_path, field_name=key_path(*keys))
-            joints_world_mm = world_cache[keys]
-            joints_cam_mm = joints_world_mm @ cam["R"].T + cam["t"]
-            kp_px = project_cam_to_px(joints_cam_mm, cam["f"], cam["c"])
-            conf = np.isfinite(kp_px).all(axis=-1).astype(np.float64)
-            kp_px = np.nan_to_num(kp_px, nan=0.0)
+                world_cache[keys] = read_world_joints_mm(joints_json, keys, 17, path=joint_path,
+                                                         image_id=ref.image_id)
+            joints_cam_mm = cam.world_to_cam(world_cache[keys])
 
-            extras: dict = {"cam_rotmat": f32(cam["R"]), "cam_trans_mm": f32(cam["t"])}
-            if "keypoints_vis" in ann:
-                vis = get_field(ann, "keypoints_vis", path=data_path, where=a_where)
+            extras: dict = {}
+            if "keypoints_vis" in ref.ann:
+                vis = get_field(ref.ann, "keypoints_vis", path=data_path, where=ref.ann_where)
                 extras["keypoints_vis"] = as_array(
-                    vis, (17,), path=data_path, field_name=f"{a_where}.keypoints_vis"
+                    vis, (17,), path=data_path, field_name=f"{ref.ann_where}.keypoints_vis"
                 ).astype(bool)
-            samples.append(
-                Sample(
-                    dataset="h36m",
-                    image_path=root / "images" / file_name,
-                    image_hw=(height, width),
-                    bbox_xywh_px=f32(bbox),
-                    keypoints_2d_px=f32(kp_px),
-                    keypoints_conf=f32(conf),
-                    joint_set="h36m_17",
-                    joints_3d_cam_mm=f32(joints_cam_mm),
-                    focal_px=(float(cam["f"][0]), float(cam["f"][1])),
-                    princpt_px=(float(cam["c"][0]), float(cam["c"][1])),
-                    ids={"subject": int(subject), "action": action, "subaction": subaction, "camera": cam_idx,
-                         "frame": frame, "image_id": image_id, "ann_id": int(ann["id"])},
-                    extras=extras,
-                )
-            )
+            samples.append(projected_sample(
+                dataset="h36m", image_path=root / "images" / file_name, image_hw=image_hw, bbox_xywh_px=bbox,
+                joint_set="h36m_17", joints_cam_mm=joints_cam_mm, cam=cam,
+                ids={"subject": int(subject), "action": action, "subaction": subaction, "camera": cam_idx,
+                     "frame": frame, "image_id": ref.image_id, "ann_id": int(ref.ann["id"])},
+                extras=extras,
+            ))
     return samples

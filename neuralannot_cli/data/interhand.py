@@ -45,19 +45,16 @@ import numpy as np
 
 from neuralannot_cli.data._json import (
     as_array,
-    check_joint_units,
     bbox_from_keypoints,
     f32,
     get_array,
     get_field,
-    get_int,
     get_nested,
     get_str,
-    index_coco,
     key_path,
     project_cam_to_px,
-    read_json,
 )
+from neuralannot_cli.data._walk import as_joints_mm, needed_by, read_camera_dataset
 from neuralannot_cli.data.record import DatasetFormatError, Sample
 
 INTERHAND_HAND_JOINT_NAMES: tuple[str, ...] = (
@@ -72,6 +69,20 @@ INTERHAND_TO_HAND21: tuple[int, ...] = (20, 3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8
 
 HAND_OFFSETS: dict[str, int] = {"right": 0, "left": 21}
 _HAND_TYPES = ("right", "left", "interacting")
+
+
+def _camera(cams_json: dict, capture: int, camera: str, *, path: Path, image_id: int) -> dict[str, np.ndarray]:
+    """``campos`` (3,), ``camrot`` (3, 3), ``focal`` (2,), ``princpt`` (2,) of one camera: each is a table
+    ``{"<camera>": value}`` under the capture; errors name ``["<capture>"].focal["<camera>"]``."""
+    cap = get_nested(cams_json, [capture], path=path, context=needed_by(image_id))
+    entry = {}
+    for name, shape in (("campos", (3,)), ("camrot", (3, 3)), ("focal", (2,)), ("princpt", (2,))):
+        table = get_field(cap, name, path=path, where=key_path(capture))
+        field_name = f"{key_path(capture)}.{name}{key_path(camera)}"
+        if not isinstance(table, dict) or camera not in table:
+            raise DatasetFormatError(path, field_name, f"missing {needed_by(image_id)}")
+        entry[name] = as_array(table[camera], shape, path=path, field_name=field_name)
+    return entry
 
 
 def load_interhand(
@@ -103,54 +114,34 @@ def load_interhand(
     data_path = annot_dir / f"InterHand2.6M_{split}_data.json"
     cam_path = annot_dir / f"InterHand2.6M_{split}_camera.json"
     joint_path = annot_dir / f"InterHand2.6M_{split}_joint_3d.json"
-    data = read_json(data_path, dict)
-    cams_json = read_json(cam_path, dict)
-    joints_json = read_json(joint_path, dict)
-    images_by_id, anns = index_coco(data, path=data_path)
+    annotations, cams_json, joints_json = read_camera_dataset(data_path, cam_path, joint_path)
 
     cam_cache: dict[tuple[int, str], dict[str, np.ndarray]] = {}
     samples: list[Sample] = []
-    for a_i, ann in enumerate(anns):
-        a_where = f"annotations[{a_i}]"
-        image_id = int(ann["image_id"])
-        img = images_by_id[image_id]
-        i_where = f"images[id={image_id}]"
-        capture = get_int(img, "capture", path=data_path, where=i_where)
-        camera = str(get_field(img, "camera", path=data_path, where=i_where))
-        frame = get_int(img, "frame_idx", path=data_path, where=i_where)
-        height = get_int(img, "height", path=data_path, where=i_where)
-        width = get_int(img, "width", path=data_path, where=i_where)
-        file_name = get_str(img, "file_name", path=data_path, where=i_where)
-        ann_bbox = get_array(ann, "bbox", (4,), path=data_path, where=a_where)
-        joint_valid = get_array(ann, "joint_valid", (42,), path=data_path, where=a_where, flatten=True)
-        hand_type = get_str(ann, "hand_type", path=data_path, where=a_where)
+    for ref in annotations:
+        capture = ref.image_int("capture")
+        camera = str(get_field(ref.img, "camera", path=data_path, where=ref.img_where))
+        frame = ref.image_int("frame_idx")
+        image_hw, file_name, ann_bbox = ref.image_file_and_box()
+        joint_valid = get_array(ref.ann, "joint_valid", (42,), path=data_path, where=ref.ann_where, flatten=True)
+        hand_type = get_str(ref.ann, "hand_type", path=data_path, where=ref.ann_where)
         if hand_type not in _HAND_TYPES:
-            raise DatasetFormatError(data_path, f"{a_where}.hand_type", f"expected one of {_HAND_TYPES}, "
+            raise DatasetFormatError(data_path, f"{ref.ann_where}.hand_type", f"expected one of {_HAND_TYPES}, "
                                      f"got {hand_type!r}")
-        hand_type_valid = bool(ann.get("hand_type_valid", 1))
+        hand_type_valid = bool(ref.ann.get("hand_type_valid", 1))
 
-        cam_key = (capture, camera)
-        if cam_key not in cam_cache:
-            cap = get_nested(cams_json, [capture], path=cam_path, context=f"(needed by image id {image_id})")
-            entry = {}
-            for name, shape in (("campos", (3,)), ("camrot", (3, 3)), ("focal", (2,)), ("princpt", (2,))):
-                table = get_field(cap, name, path=cam_path, where=key_path(capture))
-                field_name = f"{key_path(capture)}.{name}{key_path(camera)}"
-                if not isinstance(table, dict) or camera not in table:
-                    raise DatasetFormatError(cam_path, field_name, f"missing (needed by image id {image_id})")
-                entry[name] = as_array(table[camera], shape, path=cam_path, field_name=field_name)
-            cam_cache[cam_key] = entry
-        cam = cam_cache[cam_key]
+        if (capture, camera) not in cam_cache:
+            cam_cache[capture, camera] = _camera(cams_json, capture, camera, path=cam_path, image_id=ref.image_id)
+        cam = cam_cache[capture, camera]
 
         keys = [capture, frame]
-        frame_entry = get_nested(joints_json, keys, path=joint_path, context=f"(needed by image id {image_id})")
+        frame_entry = get_nested(joints_json, keys, path=joint_path, context=needed_by(ref.image_id))
         if isinstance(frame_entry, dict):
             world = get_field(frame_entry, "world_coord", path=joint_path, where=key_path(*keys))
             w_field = f"{key_path(*keys)}.world_coord"
         else:
             world, w_field = frame_entry, key_path(*keys)
-        joints_world_mm = as_array(world, (42, 3), path=joint_path, field_name=w_field)
-        check_joint_units(joints_world_mm, "mm", path=joint_path, field_name=w_field)
+        joints_world_mm = as_joints_mm(world, 42, path=joint_path, field_name=w_field)
         joints_cam_mm = (joints_world_mm - cam["campos"]) @ cam["camrot"].T
         kp_px = project_cam_to_px(joints_cam_mm, cam["focal"], cam["princpt"])
 
@@ -168,7 +159,7 @@ def load_interhand(
                 Sample(
                     dataset="interhand",
                     image_path=root / "images" / split / file_name,
-                    image_hw=(height, width),
+                    image_hw=image_hw,
                     bbox_xywh_px=f32(bbox_from_keypoints(hand_px, conf, bbox_scale)),
                     keypoints_2d_px=f32(hand_px),
                     keypoints_conf=f32(conf),
@@ -176,8 +167,8 @@ def load_interhand(
                     joints_3d_cam_mm=f32(joints_cam_mm[idx]),
                     focal_px=(float(cam["focal"][0]), float(cam["focal"][1])),
                     princpt_px=(float(cam["princpt"][0]), float(cam["princpt"][1])),
-                    ids={"image_id": image_id, "ann_id": int(ann["id"]), "capture": capture, "camera": camera,
-                         "frame": frame, "hand_side": side},
+                    ids={"image_id": ref.image_id, "ann_id": int(ref.ann["id"]), "capture": capture,
+                         "camera": camera, "frame": frame, "hand_side": side},
                     extras={
                         "hand_side": side,
                         "hand_type": hand_type,

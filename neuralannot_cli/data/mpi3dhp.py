@@ -27,20 +27,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from neuralannot_cli.data._json import (
-    as_array,
-    check_joint_units,
-    f32,
-    get_array,
-    get_int,
-    get_nested,
-    get_str,
-    index_coco,
-    key_path,
-    project_cam_to_px,
-    read_json,
+from neuralannot_cli.data._walk import (
+    WorldCamera,
+    needed_by,
+    projected_sample,
+    read_camera_dataset,
+    read_world_camera,
+    read_world_joints_mm,
 )
 from neuralannot_cli.data.record import Sample
 
@@ -53,6 +46,7 @@ MPI3DHP_17_JOINT_NAMES: tuple[str, ...] = (
 DATA_FILE = "MPI-INF-3DHP_1k.json"
 CAMERA_FILE = "MPI-INF-3DHP_camera_1k.json"
 JOINT_FILE = "MPI-INF-3DHP_joint_3d.json"
+_CAMERA_FIELDS = ("R", "t", "focal", "princpt")
 
 
 def load_mpi3dhp(root: str | Path, *, frame_step: int = 1) -> list[Sample]:
@@ -71,65 +65,33 @@ def load_mpi3dhp(root: str | Path, *, frame_step: int = 1) -> list[Sample]:
         raise ValueError(f"frame_step must be >= 1, got {frame_step}")
     root = Path(root).resolve()
     data_path, cam_path, joint_path = root / DATA_FILE, root / CAMERA_FILE, root / JOINT_FILE
-    data = read_json(data_path, dict)
-    cams_json = read_json(cam_path, dict)
-    joints_json = read_json(joint_path, dict)
-    images_by_id, anns = index_coco(data, path=data_path)
+    annotations, cams_json, joints_json = read_camera_dataset(data_path, cam_path, joint_path)
 
-    cam_cache: dict[tuple[int, int, int], dict[str, np.ndarray]] = {}
+    cam_cache: dict[tuple[int, int, int], WorldCamera] = {}
     samples: list[Sample] = []
-    for a_i, ann in enumerate(anns):
-        a_where = f"annotations[{a_i}]"
-        image_id = int(ann["image_id"])
-        img = images_by_id[image_id]
-        i_where = f"images[id={image_id}]"
-        frame = get_int(img, "frame_idx", path=data_path, where=i_where)
+    for ref in annotations:
+        frame = ref.image_int("frame_idx")
         if frame % frame_step:
             continue
-        subject = get_int(img, "subject_idx", path=data_path, where=i_where)
-        seq = get_int(img, "seq_idx", path=data_path, where=i_where)
-        cam_idx = get_int(img, "cam_idx", path=data_path, where=i_where)
-        height = get_int(img, "height", path=data_path, where=i_where)
-        width = get_int(img, "width", path=data_path, where=i_where)
-        file_name = get_str(img, "file_name", path=data_path, where=i_where)
-        bbox = get_array(ann, "bbox", (4,), path=data_path, where=a_where)
+        subject = ref.image_int("subject_idx")
+        seq = ref.image_int("seq_idx")
+        cam_idx = ref.image_int("cam_idx")
+        image_hw, file_name, bbox = ref.image_file_and_box()
 
         cam_key = (subject, seq, cam_idx)
         if cam_key not in cam_cache:
-            cam = get_nested(cams_json, list(cam_key), path=cam_path, context=f"(needed by image id {image_id})")
-            where = key_path(*cam_key)
-            cam_cache[cam_key] = {
-                "R": get_array(cam, "R", (3, 3), path=cam_path, where=where),
-                "t": get_array(cam, "t", (3,), path=cam_path, where=where),
-                "focal": get_array(cam, "focal", (2,), path=cam_path, where=where),
-                "princpt": get_array(cam, "princpt", (2,), path=cam_path, where=where),
-            }
+            cam_cache[cam_key] = read_world_camera(cams_json, cam_key, path=cam_path, names=_CAMERA_FIELDS,
+                                                   context=needed_by(ref.image_id))
         cam = cam_cache[cam_key]
 
-        keys = [subject, seq, frame]
-        world = get_nested(joints_json, keys, path=joint_path, context=f"(needed by image id {image_id})")
-        joints_world_mm = as_array(world, (17, 3), path=joint_path, field_name=key_path(*keys))
-        check_joint_units(joints_world_mm, "mm", path=joint_path, field_name=key_path(*keys))
-        joints_cam_mm = joints_world_mm @ cam["R"].T + cam["t"]
-        kp_px = project_cam_to_px(joints_cam_mm, cam["focal"], cam["princpt"])
-        conf = np.isfinite(kp_px).all(axis=-1).astype(np.float64)
-        kp_px = np.nan_to_num(kp_px, nan=0.0)
-
-        samples.append(
-            Sample(
-                dataset="mpi3dhp",
-                image_path=root / "images_1k" / f"S{subject}" / f"Seq{seq}" / "imageSequence" / file_name,
-                image_hw=(height, width),
-                bbox_xywh_px=f32(bbox),
-                keypoints_2d_px=f32(kp_px),
-                keypoints_conf=f32(conf),
-                joint_set="mpi3dhp_17",
-                joints_3d_cam_mm=f32(joints_cam_mm),
-                focal_px=(float(cam["focal"][0]), float(cam["focal"][1])),
-                princpt_px=(float(cam["princpt"][0]), float(cam["princpt"][1])),
-                ids={"subject": subject, "sequence": seq, "camera": cam_idx, "frame": frame,
-                     "image_id": image_id, "ann_id": int(ann["id"])},
-                extras={"cam_rotmat": f32(cam["R"]), "cam_trans_mm": f32(cam["t"])},
-            )
-        )
+        joints_world_mm = read_world_joints_mm(joints_json, [subject, seq, frame], 17, path=joint_path,
+                                               image_id=ref.image_id)
+        samples.append(projected_sample(
+            dataset="mpi3dhp",
+            image_path=root / "images_1k" / f"S{subject}" / f"Seq{seq}" / "imageSequence" / file_name,
+            image_hw=image_hw, bbox_xywh_px=bbox, joint_set="mpi3dhp_17",
+            joints_cam_mm=cam.world_to_cam(joints_world_mm), cam=cam,
+            ids={"subject": subject, "sequence": seq, "camera": cam_idx, "frame": frame,
+                 "image_id": ref.image_id, "ann_id": int(ref.ann["id"])},
+        ))
     return samples
