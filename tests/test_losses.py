@@ -195,7 +195,7 @@ def test_pose_sq_reg_and_param_l1_match_numpy():
 
 def test_loss_weights_defaults_and_validation():
     w = LossWeights()
-    assert (w.lambda_ax, w.lambda_tg, w.w_3d, w.w_2d, w.w_param) == (1e-3, 1e-2, 1.0, 1.0, 0.05)
+    assert (w.lambda_ax, w.lambda_tg, w.w_3d, w.w_2d, w.w_param) == (1e-3, 1e-3, 1.0, 1.0, 0.05)
     with pytest.raises(ValueError, match="lambda_tg"):
         LossWeights(lambda_tg=-1.0)
     with pytest.raises(ValueError, match="w_2d"):
