@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (training)")
     ap.add_argument("--cache-images", action="store_true", help="decode each training image once (RAM)")
     ap.add_argument("--annotate-batch-size", type=int, default=32)
+    ap.add_argument("--lambda-tg", type=float, default=None, help="stage-2 pose regulariser on target samples "
+                    "(default: the library's LossWeights default)")
     ap.add_argument("--out", type=Path, default=None, help="keep every artefact here (default: a temp dir)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
@@ -119,6 +121,9 @@ def main() -> None:
     ap.add_argument("--fit-batch-size", type=int, default=64, help="baseline samples per optimisation batch")
     ap.add_argument("--kp-noise-px", type=float, default=1.0, help="noise of the target set's 2D labels")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--baseline-from", type=Path, default=None,
+                    help="reuse the baseline pseudo-GT and measured times of a finished run (its --out) on the same "
+                         "data and baseline options, to iterate on NeuralAnnot without refitting (said in the table)")
     ap.add_argument("--synth-only", action="store_true",
                     help="only write the stand-in models and the two synthetic sets into --out, then stop (prepare "
                          "the data on one machine, time the methods on another with the same --out)")
@@ -136,6 +141,7 @@ def main() -> None:
     from neuralannot_cli.fit.baseline import fit_samples
     from neuralannot_cli.fit.engine import default_fit_config
     from neuralannot_cli.io.annotate_run import FitPredictor, NetworkPredictor
+    from neuralannot_cli.losses import LossWeights
     from neuralannot_cli.train.algorithm import train
     from neuralannot_cli.train.config import TrainConfig
     from neuralannot_cli.train.inference import load_annotator
@@ -182,6 +188,7 @@ def main() -> None:
                       batch_size=args.batch_size, lr=args.lr, lr_decay_epochs=tuple(args.lr_decay_epochs),
                       input_size=args.input_size, backbone="resnet18", augment=False, device=args.device,
                       seed=args.seed, model_dir=str(model_dir), workers=args.workers, cache_images=args.cache_images,
+                      lambda_tg=args.lambda_tg,
                       dataset_options=(("h36m", (("subjects", AUX_SUBJECTS),)),), progress=False)
     _log(f"train NeuralAnnot body: {s1_epochs} + {s2_epochs} epochs ...")
     t0 = time.perf_counter()
@@ -206,26 +213,52 @@ def main() -> None:
 
     # 4. baseline, batched (2D only on both sets) ---------------------------------------------------------
     fit_cfg = default_fit_config("body", iterations_scale=args.fit_iterations_scale, use_3d=False)
-    fp = FitPredictor("body", fit_config=fit_cfg, use_3d=False, model_dir=model_dir, device=args.device)
-    _, bl_tgt_s = _annotate(tgt_json, pgt / "smplifyx" / "target.json", fp, model_dir, args.fit_batch_size, args.device)
-    bl_reproj_batched = float(np.mean(fp.reproj_err_px)) if fp.reproj_err_px else float("nan")
-    bl_aux_s = 0.0
-    for j in aux_jsons:
-        summary, s = _annotate(j, pgt / "smplifyx" / "aux" / j.name, fp, model_dir, args.fit_batch_size, args.device)
-        aux_files["smplifyx"].append(summary.files[0])
-        bl_aux_s += s
-    _log(f"baseline (batched) fitted target in {bl_tgt_s:.1f} s, aux in {bl_aux_s:.1f} s")
+    if args.baseline_from is not None:  # reuse a finished run's baseline (same data + options, checked)
+        prev = json.loads((args.baseline_from / "benchmark.json").read_text())
+        for key in ("count", "image_size", "seed", "kp_noise_px", "fit_iterations_scale", "fit_batch_size",
+                    "per_sample_subset", "model_dir"):
+            if prev["args"].get(key) != (str(getattr(args, key)) if isinstance(getattr(args, key), Path)
+                                         else getattr(args, key)):
+                raise SystemExit(f"{args.baseline_from}/benchmark.json: args.{key}: {prev['args'].get(key)!r} "
+                                 f"differs from this run's {getattr(args, key)!r}; the baseline cannot be reused")
+        import shutil
 
-    # 4b. baseline, per-sample, on a timed subset of the target set (extrapolated) -------------------------
-    subset = load_dataset("coco_wholebody", tgt_root)[: args.per_sample_subset]
-    smplx = load_body_model("smplx", model_dir=model_dir, device=torch.device(args.device))
-    t0 = time.perf_counter()
-    ps = fit_samples(subset, part="body", config=fit_cfg, models={"smplx": smplx}, device=args.device,
-                     mode="per_sample")
-    ps_subset_s = time.perf_counter() - t0
-    ps_tgt_s = ps_subset_s / len(subset) * args.count
-    ps_reproj = float(ps.reproj_err_px.float().mean()) if torch.is_tensor(ps.reproj_err_px) else float(np.mean(ps.reproj_err_px))
-    _log(f"baseline (per-sample) {len(subset)} samples in {ps_subset_s:.1f} s -> {ps_tgt_s:.0f} s for {args.count}")
+        shutil.copytree(args.baseline_from / "pseudo_gt" / "smplifyx", pgt / "smplifyx")
+        sec = prev["seconds"]
+        bl_tgt_s, bl_aux_s = sec["baseline_batched_target"], sec["baseline_batched_aux"]
+        ps_subset_s, ps_tgt_s = sec["baseline_per_sample_subset"], sec["baseline_per_sample_target_extrapolated"]
+        subset = [None] * int(sec["per_sample_subset_n"])
+        bl_reproj_batched = ps_reproj = float("nan")
+        # both methods write the field's per-subject names into their own aux folder
+        aux_files["smplifyx"] = [pgt / "smplifyx" / "aux" / f.name for f in aux_files["neuralannot"]]
+        missing = [f for f in aux_files["smplifyx"] if not f.is_file()]
+        if missing:
+            raise SystemExit(f"{args.baseline_from}: baseline aux file {missing[0].name} not found")
+        _log(f"baseline REUSED from {args.baseline_from} (its pseudo-GT and its measured times)")
+    else:
+        fp = FitPredictor("body", fit_config=fit_cfg, use_3d=False, model_dir=model_dir, device=args.device)
+        _, bl_tgt_s = _annotate(tgt_json, pgt / "smplifyx" / "target.json", fp, model_dir, args.fit_batch_size,
+                                args.device)
+        bl_reproj_batched = float(np.mean(fp.reproj_err_px)) if fp.reproj_err_px else float("nan")
+        bl_aux_s = 0.0
+        for j in aux_jsons:
+            summary, s = _annotate(j, pgt / "smplifyx" / "aux" / j.name, fp, model_dir, args.fit_batch_size,
+                                   args.device)
+            aux_files["smplifyx"].append(summary.files[0])
+            bl_aux_s += s
+        _log(f"baseline (batched) fitted target in {bl_tgt_s:.1f} s, aux in {bl_aux_s:.1f} s")
+
+        # 4b. baseline, per-sample, on a timed subset of the target set (extrapolated) ---------------------
+        subset = load_dataset("coco_wholebody", tgt_root)[: args.per_sample_subset]
+        smplx = load_body_model("smplx", model_dir=model_dir, device=torch.device(args.device))
+        t0 = time.perf_counter()
+        ps = fit_samples(subset, part="body", config=fit_cfg, models={"smplx": smplx}, device=args.device,
+                         mode="per_sample")
+        ps_subset_s = time.perf_counter() - t0
+        ps_tgt_s = ps_subset_s / len(subset) * args.count
+        ps_reproj = (float(ps.reproj_err_px.float().mean()) if torch.is_tensor(ps.reproj_err_px)
+                     else float(np.mean(ps.reproj_err_px)))
+        _log(f"baseline (per-sample) {len(subset)} samples in {ps_subset_s:.1f} s -> {ps_tgt_s:.0f} s for {args.count}")
 
     # 5. evaluation ---------------------------------------------------------------------------------------
     tgt = _evaluate({"neuralannot": pgt / "neuralannot" / "target.json",
@@ -278,13 +311,16 @@ def main() -> None:
         f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, device {args.device}",
         f"command: {' '.join(shlex.quote(a) for a in sys.argv)}",
+        *([f"BASELINE REUSED from {args.baseline_from} (its pseudo-GT files and measured times; same data and "
+           f"baseline options, checked)"] if args.baseline_from else []),
         line, hdr, units, line,
         row("NeuralAnnot (train + annotate)", nr, na_total_s),
         row("SMPLify-X-style, batched", br, bl_tgt_s),
         row(f"SMPLify-X-style, per-sample (*)", br, ps_tgt_s, "*"),
         line,
         f"NeuralAnnot time = training {train_s:.1f} s (stage 1 + prior + stage 2, {s1_epochs}+{s2_epochs} epochs, "
-        f"resnet18, input {args.input_size}, batch {args.batch_size}, lr {args.lr:g}; stage-1 theta* on the aux set: "
+        f"resnet18, input {args.input_size}, batch {args.batch_size}, lr {args.lr:g}, lambda_tg "
+        f"{LossWeights().lambda_tg if args.lambda_tg is None else args.lambda_tg:g}; stage-1 theta* on the aux set: "
         f"MPJPE {theta_rec.get('theta_star_mpjpe_mm', float('nan')):.1f} mm) + annotating the target set {na_tgt_s:.1f} s ({n / na_tgt_s:.1f} img/s); "
         f"aux set annotation {na_aux_s:.1f} s (not counted)",
         f"baseline: 2D keypoints only on both sets (no --use-3d), iterations x{args.fit_iterations_scale:g}, "
@@ -309,6 +345,8 @@ def main() -> None:
     (out / "benchmark.json").write_text(json.dumps({
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "rows": rows, "ratios": r, "standin": standin, "train_metrics": result.metrics,
+        "aux_files": {k: [str(p) for p in v] for k, v in aux_files.items()},
+        "baseline_from": str(args.baseline_from) if args.baseline_from else None,
         "seconds": {"train": train_s, "neuralannot_target": na_tgt_s, "neuralannot_aux": na_aux_s,
                     "baseline_batched_target": bl_tgt_s, "baseline_batched_aux": bl_aux_s,
                     "baseline_per_sample_subset": ps_subset_s, "per_sample_subset_n": len(subset),
