@@ -199,7 +199,7 @@ def test_annotator_camera_conversion_is_exact(tmp_path, standin_dir, body_sets):
 
 
 def _mpjpe_pa(pred_mm: torch.Tensor, gt_mm: torch.Tensor) -> float:
-    from neuralannot_cli.train.geometry import procrustes_align
+    from neuralannot_cli.evaluate.metrics import procrustes_align
 
     return float((procrustes_align(pred_mm.double(), gt_mm.double()) - gt_mm.double()).norm(dim=-1).mean())
 

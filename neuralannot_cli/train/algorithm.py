@@ -66,7 +66,8 @@ from neuralannot_cli.train.datasets import (
     part_target_samples,
 )
 from neuralannot_cli.train.distributed import DistContext, cleanup_distributed, setup_distributed, unwrap, wrap_ddp
-from neuralannot_cli.train.geometry import body_forward, crop_transl, procrustes_align, project_crop_px
+from neuralannot_cli.evaluate.metrics import procrustes_align
+from neuralannot_cli.train.geometry import body_forward, crop_transl, project_crop_px
 from neuralannot_cli.train.inference import annotator_config, predict_with
 
 __all__ = ["train", "StopTraining", "TrainResult", "EpochHook"]

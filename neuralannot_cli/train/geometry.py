@@ -1,5 +1,6 @@
 """Pure tensor math shared by training and inference: body-model forward per part, the crop camera,
-projections into normalised crop coordinates, Procrustes alignment.
+projections into normalised crop coordinates, the closed-form root frame of stage 1 (PA alignment lives in
+:func:`neuralannot_cli.evaluate.metrics.procrustes_align`).
 
 The crop camera
 ---------------
@@ -27,7 +28,6 @@ __all__ = [
     "crop_transl",
     "project_crop_px",
     "crop_px_to_norm",
-    "procrustes_align",
     "frame_rotmat_from_joints",
 ]
 
@@ -71,27 +71,6 @@ def project_crop_px(joints_cam_m: torch.Tensor, focal_crop_px: torch.Tensor, pri
 def crop_px_to_norm(uv_crop_px: torch.Tensor, crop_size: int) -> torch.Tensor:
     """Crop pixels -> normalised crop coordinates ``(uv - (S - 1) / 2) / (S / 2)``."""
     return (uv_crop_px - (crop_size - 1) / 2.0) / (crop_size / 2.0)
-
-
-def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Similarity-align ``pred (B, J, 3)`` to ``target (B, J, 3)`` (scale, rotation, translation; float64 SVD).
-
-    Returns the aligned prediction in ``pred``'s dtype (used for PA-MPJPE).
-    """
-    if pred.shape != target.shape or pred.dim() != 3 or pred.shape[-1] != 3:
-        raise ValueError(f"procrustes_align: expected two (B, J, 3) tensors, got {tuple(pred.shape)} and {tuple(target.shape)}")
-    p = pred.double()
-    t = target.double()
-    mp, mt = p.mean(1, keepdim=True), t.mean(1, keepdim=True)
-    p0, t0 = p - mp, t - mt
-    cov = p0.transpose(1, 2) @ t0  # (B, 3, 3)
-    u, sv, vh = torch.linalg.svd(cov)
-    d = torch.sign(torch.det(u @ vh))
-    fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
-    rot = u @ fix @ vh  # p0 @ rot ~ t0
-    scale = (sv * torch.diagonal(fix, dim1=1, dim2=2)).sum(-1) / (p0 ** 2).sum((1, 2)).clamp_min(1e-12)
-    aligned = scale[:, None, None] * (p0 @ rot) + mt
-    return aligned.to(pred.dtype)
 
 
 def frame_rotmat_from_joints(rest_joints_m: torch.Tensor, joints_m: torch.Tensor, weights: torch.Tensor,
