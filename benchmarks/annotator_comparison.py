@@ -227,8 +227,10 @@ def main() -> None:
         sec = prev["seconds"]
         bl_tgt_s, bl_aux_s = sec["baseline_batched_target"], sec["baseline_batched_aux"]
         ps_subset_s, ps_tgt_s = sec["baseline_per_sample_subset"], sec["baseline_per_sample_target_extrapolated"]
-        subset = [None] * int(sec["per_sample_subset_n"])
-        bl_reproj_batched = ps_reproj = float("nan")
+        ps_n = int(sec["per_sample_subset_n"])
+        reproj = prev.get("baseline_reproj_px", {})  # absent in files written before it was recorded
+        bl_reproj_batched = float(reproj.get("batched", float("nan")))
+        ps_reproj = float(reproj.get("per_sample_subset", float("nan")))
         # both methods write the field's per-subject names into their own aux folder
         aux_files["smplifyx"] = [pgt / "smplifyx" / "aux" / f.name for f in aux_files["neuralannot"]]
         missing = [f for f in aux_files["smplifyx"] if not f.is_file()]
@@ -250,15 +252,16 @@ def main() -> None:
 
         # 4b. baseline, per-sample, on a timed subset of the target set (extrapolated) ---------------------
         subset = load_dataset("coco_wholebody", tgt_root)[: args.per_sample_subset]
+        ps_n = len(subset)
         smplx = load_body_model("smplx", model_dir=model_dir, device=torch.device(args.device))
         t0 = time.perf_counter()
         ps = fit_samples(subset, part="body", config=fit_cfg, models={"smplx": smplx}, device=args.device,
                          mode="per_sample")
         ps_subset_s = time.perf_counter() - t0
-        ps_tgt_s = ps_subset_s / len(subset) * args.count
+        ps_tgt_s = ps_subset_s / ps_n * args.count
         ps_reproj = (float(ps.reproj_err_px.float().mean()) if torch.is_tensor(ps.reproj_err_px)
                      else float(np.mean(ps.reproj_err_px)))
-        _log(f"baseline (per-sample) {len(subset)} samples in {ps_subset_s:.1f} s -> {ps_tgt_s:.0f} s for {args.count}")
+        _log(f"baseline (per-sample) {ps_n} samples in {ps_subset_s:.1f} s -> {ps_tgt_s:.0f} s for {args.count}")
 
     # 5. evaluation ---------------------------------------------------------------------------------------
     tgt = _evaluate({"neuralannot": pgt / "neuralannot" / "target.json",
@@ -325,8 +328,8 @@ def main() -> None:
         f"aux set annotation {na_aux_s:.1f} s (not counted)",
         f"baseline: 2D keypoints only on both sets (no --use-3d), iterations x{args.fit_iterations_scale:g}, "
         f"{args.fit_batch_size} samples/optimisation batch; aux set fit {bl_aux_s:.1f} s (not counted)",
-        f"(*) per-sample time EXTRAPOLATED: {len(subset)} target samples fitted one by one in {ps_subset_s:.1f} s "
-        f"-> x{n}/{len(subset)}; its accuracy columns repeat the batched fit (same optimisation; mean reprojection "
+        f"(*) per-sample time EXTRAPOLATED: {ps_n} target samples fitted one by one in {ps_subset_s:.1f} s "
+        f"-> x{n}/{ps_n}; its accuracy columns repeat the batched fit (same optimisation; mean reprojection "
         f"error per-sample subset {ps_reproj:.2f} px vs batched set {bl_reproj_batched:.2f} px)",
         f"evaluated: aux {nr['aux_n']} / {br['aux_n']} samples vs dataset GT 3D (h36m_17, MPJPE root-aligned at the "
         f"pelvis); target {nr['target_n']} / {br['target_n']} vs hidden GT (coco_wholebody body joints)",
@@ -345,11 +348,11 @@ def main() -> None:
     (out / "benchmark.json").write_text(json.dumps({
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "rows": rows, "ratios": r, "standin": standin, "train_metrics": result.metrics,
-        "aux_files": {k: [str(p) for p in v] for k, v in aux_files.items()},
+        "baseline_reproj_px": {"batched": bl_reproj_batched, "per_sample_subset": ps_reproj},
         "baseline_from": str(args.baseline_from) if args.baseline_from else None,
         "seconds": {"train": train_s, "neuralannot_target": na_tgt_s, "neuralannot_aux": na_aux_s,
                     "baseline_batched_target": bl_tgt_s, "baseline_batched_aux": bl_aux_s,
-                    "baseline_per_sample_subset": ps_subset_s, "per_sample_subset_n": len(subset),
+                    "baseline_per_sample_subset": ps_subset_s, "per_sample_subset_n": ps_n,
                     "baseline_per_sample_target_extrapolated": ps_tgt_s},
         "table": out_lines}, indent=2))
     if tmp is not None:
