@@ -161,3 +161,22 @@ def test_joint_source_validation() -> None:
         JointSource("landmark", 3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="regressor name"):
         JointSource("regressor", 3)
+
+
+def test_gather_joints_first_called_in_inference_mode_still_backpropagates() -> None:
+    """Annotating (inference mode) and then fitting in one process: the cached index tensors must not be
+    inference tensors, or autograd refuses them (``Inference tensors cannot be saved for backward``)."""
+    # a recipe no other test uses, so its plan tensors are built here, inside inference mode
+    recipe = ((JointSource("joint", 2), JointSource("vertex", 7)), (JointSource("vertex", 8),))
+    joints = torch.randn(3, 4, 3, dtype=torch.float64)
+    vertices = torch.randn(3, 11, 3, dtype=torch.float64)
+    with torch.inference_mode():
+        first = gather_joints(joints, vertices, recipe)
+    verts = vertices.clone().requires_grad_(True)
+    out = gather_joints(joints, verts, recipe)
+    torch.testing.assert_close(out.detach(), first.clone(), atol=0, rtol=0)
+    out[:, 1].sum().backward()
+    expected = torch.zeros_like(vertices)
+    expected[:, 7] = 0.0
+    expected[:, 8] = 1.0  # d(sum of vertex 8)/d vertex 8 = 1 per coordinate; vertex 7 only feeds joint 0
+    torch.testing.assert_close(verts.grad, expected)

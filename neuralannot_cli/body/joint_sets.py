@@ -410,11 +410,16 @@ def _plan_tensors(plan: _GatherPlan, device: torch.device, dtype: torch.dtype
                   ) -> tuple[Tensor, tuple[Tensor, ...], Tensor, Tensor]:
     """The plan's index / weight tensors on ``device``, built once: ``gather_joints`` runs in every step of
     the fitting and training loops, and a fresh ``torch.tensor(..., device=cuda)`` there is a synchronising
-    host-to-device copy each time."""
-    vertex_index = torch.tensor(plan.vertex_ids, dtype=torch.long, device=device)
-    rows = tuple(torch.tensor(r, dtype=torch.long, device=device) for _, r in plan.regressor_rows)
-    index = torch.tensor(plan.pool_index, dtype=torch.long, device=device)
-    weight = torch.tensor(plan.pool_weight, device=device, dtype=dtype)
+    host-to-device copy each time.
+
+    Built outside inference mode even when first asked for inside it (annotation runs under
+    ``torch.inference_mode``): a cached inference tensor would break every later autograd use (fitting after
+    annotating in one process)."""
+    with torch.inference_mode(False):
+        vertex_index = torch.tensor(plan.vertex_ids, dtype=torch.long, device=device)
+        rows = tuple(torch.tensor(r, dtype=torch.long, device=device) for _, r in plan.regressor_rows)
+        index = torch.tensor(plan.pool_index, dtype=torch.long, device=device)
+        weight = torch.tensor(plan.pool_weight, device=device, dtype=dtype)
     return vertex_index, rows, index, weight
 
 
