@@ -13,8 +13,9 @@ What runs (all in this process, the library API the CLI calls):
    stand-in body model (``--model-dir`` for real SMPL-X files).
 2. NeuralAnnot body training (Algorithm 1: stage 1 on the aux set, learned prior, stage 2 on half-aux /
    half-target batches): resnet18 from scratch, ``--input-size`` (64), ``--batch-size`` (16), ``--lr`` (1e-3),
-   ``--epochs`` per stage (or ``--stage1-epochs`` / ``--stage2-epochs``), no augmentation; ``--cache-images``
-   decodes each image once (a GPU run is otherwise bound by JPEG decoding).
+   ``--epochs`` per stage (or ``--stage1-epochs`` / ``--stage2-epochs``), no augmentation by default; ``--cache-images``
+   decodes each image once (a GPU run is otherwise bound by JPEG decoding); ``--augment`` turns on
+   the scale/rotation/colour augmentation, ``--w-2d`` / ``--lambda-tg`` set the stage-2 loss weights.
 3. NeuralAnnot annotates the target set and the aux set (``run_annotate`` + ``NetworkPredictor``).
 4. The SMPLify-X-style baseline (``FitPredictor``) annotates both sets, batched (``--fit-batch-size`` samples
    per optimisation batch). It fits the 2D keypoints only on BOTH sets (no ``--use-3d``): the comparison on
@@ -112,6 +113,9 @@ def main() -> None:
     ap.add_argument("--annotate-batch-size", type=int, default=32)
     ap.add_argument("--lambda-tg", type=float, default=None, help="stage-2 pose regulariser on target samples "
                     "(default: the library's LossWeights default)")
+    ap.add_argument("--w-2d", type=float, default=None, help="stage-2 2D keypoint weight (default: the library's)")
+    ap.add_argument("--prior", default="learned", help="stage-2 pose prior (TrainConfig.prior)")
+    ap.add_argument("--augment", action="store_true", help="scale/rotation/colour augmentation of training crops")
     ap.add_argument("--out", type=Path, default=None, help="keep every artefact here (default: a temp dir)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
@@ -186,9 +190,9 @@ def main() -> None:
     cfg = TrainConfig(part="body", aux=(("h36m", str(aux_root)),), target=(("coco_wholebody", str(tgt_root)),),
                       out_dir=str(run_dir), stage1_epochs=s1_epochs, stage2_epochs=s2_epochs,
                       batch_size=args.batch_size, lr=args.lr, lr_decay_epochs=tuple(args.lr_decay_epochs),
-                      input_size=args.input_size, backbone="resnet18", augment=False, device=args.device,
+                      input_size=args.input_size, backbone="resnet18", device=args.device,
                       seed=args.seed, model_dir=str(model_dir), workers=args.workers, cache_images=args.cache_images,
-                      lambda_tg=args.lambda_tg,
+                      lambda_tg=args.lambda_tg, w_2d=args.w_2d, augment=args.augment, prior=args.prior,
                       dataset_options=(("h36m", (("subjects", AUX_SUBJECTS),)),), progress=False)
     _log(f"train NeuralAnnot body: {s1_epochs} + {s2_epochs} epochs ...")
     t0 = time.perf_counter()
@@ -323,7 +327,9 @@ def main() -> None:
         line,
         f"NeuralAnnot time = training {train_s:.1f} s (stage 1 + prior + stage 2, {s1_epochs}+{s2_epochs} epochs, "
         f"resnet18, input {args.input_size}, batch {args.batch_size}, lr {args.lr:g}, lambda_tg "
-        f"{LossWeights().lambda_tg if args.lambda_tg is None else args.lambda_tg:g}; stage-1 theta* on the aux set: "
+        f"{LossWeights().lambda_tg if args.lambda_tg is None else args.lambda_tg:g}, w_2d "
+        f"{LossWeights().w_2d if args.w_2d is None else args.w_2d:g}, augment {'on' if args.augment else 'off'}, prior {args.prior}; "
+        f"stage-1 theta* on the aux set: "
         f"MPJPE {theta_rec.get('theta_star_mpjpe_mm', float('nan')):.1f} mm) + annotating the target set {na_tgt_s:.1f} s ({n / na_tgt_s:.1f} img/s); "
         f"aux set annotation {na_aux_s:.1f} s (not counted)",
         f"baseline: 2D keypoints only on both sets (no --use-3d), iterations x{args.fit_iterations_scale:g}, "

@@ -94,3 +94,34 @@ def test_stage1net_rejects_a_bad_root_frame():
         Stage1Net("body", 18, 17, root_frame=((0, 1), torch.zeros(2, 3)))
     with pytest.raises(ValueError, match="root_frame"):
         Stage1Net("body", 18, 17, root_frame=((0, 1, 40), torch.zeros(3, 3)))
+    with pytest.raises(ValueError, match="canonical_joints"):
+        Stage1Net("body", 18, 17, canonical_joints=True)
+
+
+def test_stage1net_canonical_joints_make_the_pose_viewpoint_free():
+    """Rotating the GT joints by any R (a different camera looking at the same body) must leave the
+    articulated pose unchanged and turn the root by R (root' = R root): exact with the canonical input, while
+    the camera-frame input changes the pose (the invariance the two FC layers would have to learn)."""
+    gen = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    rest17 = torch.randn(17, 3, generator=gen, dtype=torch.float64) * 0.3
+    rest17[0] = 0
+    idx = (0, 1, 4, 7, 8)
+    posed = rest17 + 0.05 * torch.randn(4, 17, 3, generator=gen, dtype=torch.float64)  # articulated, not rigid
+    posed[:, 0] = 0
+    view = _random_rotmats(4, gen)
+    images = torch.rand(4, 3, 32, 32, generator=gen)
+    kw = dict(root_frame=(idx, rest17[list(idx)].float()))
+    for canonical in (True, False):
+        torch.manual_seed(5)
+        net = Stage1Net("body", 18, 17, canonical_joints=canonical, **kw).double().eval()
+        with torch.no_grad():
+            a = net(images.double(), posed)
+            b = net(images.double(), (view @ posed.transpose(1, 2)).transpose(1, 2))
+        pose_change = (rotvec_to_rotmat(a.pose_rotvecs) - rotvec_to_rotmat(b.pose_rotvecs)).abs().max()
+        if canonical:
+            assert float(pose_change) < 1e-9
+            torch.testing.assert_close(rotvec_to_rotmat(b.root_rotvec), view @ rotvec_to_rotmat(a.root_rotvec),
+                                       atol=1e-9, rtol=0)
+        else:
+            assert float(pose_change) > 1e-4

@@ -252,6 +252,45 @@ def test_body_stage2_target_2d_error_falls(body_run):
     assert all(np.isfinite(m["target_2d_err_px"]) for m in s2)
 
 
+
+def test_body_learned_pca_prior_is_fitted_on_theta_star(tmp_path, body_run, body_sets, standin_dir):
+    """``prior='learned-pca'`` for the body: the prior is a PCA of the stage-1 Θ* poses (its decode(0) is their
+    float64 mean, its components span their principal directions) and stage 2 trains through it. Stage 1 is
+    reused from ``body_run`` (copied and marked done under this run's config)."""
+    import shutil
+
+    from neuralannot_cli.nets.prior import PCAPosePrior, load_prior
+    from neuralannot_cli.train.algorithm import train
+    from neuralannot_cli.train.checkpoint import Progress, load_tensors
+
+    out = tmp_path / "pca_run"
+    cfg = body_config(body_sets, standin_dir, out, stage1_epochs=8, stage2_epochs=1, prior="learned-pca", prior_dim=5)
+    out.mkdir()
+    for name in ("stage1_h36m.safetensors", "theta_star_h36m.safetensors"):
+        shutil.copy(body_run / name, out / name)
+    progress = Progress(out)
+    progress.set_config(config_to_dict(cfg))
+    progress.mark_done("stage1_h36m")
+    train(cfg, resume=True)
+    prior = load_prior(out / "prior")
+    assert isinstance(prior, PCAPosePrior) and json.loads((out / "prior" / "prior.json").read_text())["kind"] == "pca"
+    poses = load_tensors(out / "theta_star_h36m.safetensors")["pose_rotvecs"].double().flatten(1)  # (N, 63)
+    with torch.no_grad():
+        mean = prior.decode(torch.zeros(1, 5)).double().flatten(1)[0]
+        torch.testing.assert_close(mean, poses.mean(0), atol=1e-5, rtol=0)
+        # the 5 components capture at least as much Θ* variance as any 5 other directions: compare to SVD
+        centred = poses - poses.mean(0)
+        top = torch.linalg.svdvals(centred)[:5].square().sum()
+        basis = (prior.decode(torch.eye(5)).double().flatten(1) - mean)  # (5, 63) rows = components
+        q, _ = torch.linalg.qr(basis.T)
+        captured = (centred @ q).square().sum()
+        assert float(captured) > 0.999 * float(top)
+    s2 = [m for m in read_metrics(out) if m["stage"] == "stage2"]
+    assert len(s2) == 1 and s2[0]["skipped_steps"] == 0 and np.isfinite(s2[0]["loss"])
+    with pytest.raises(ValueError, match="learned-vposer"):
+        TrainConfig(part="hand", aux=(("freihand", "/d"),), target=(("coco_wholebody", "/c"),), out_dir="/o",
+                    prior="learned-vposer")
+
 def test_resume_refuses_existing_run_without_flag(tmp_path, standin_dir, body_sets):
     from neuralannot_cli.train.algorithm import train
     from neuralannot_cli.train.checkpoint import Progress

@@ -58,8 +58,9 @@ def train(
     backbone: Annotated[Optional[_Backbone], typer.Option(help="ResNet depth (default resnet50).")] = None,
     backbone_weights: Annotated[Optional[Path], typer.Option(help="ImageNet weights (.pth/.safetensors, "
                                                                   "torchvision names).", exists=True)] = None,
-    prior: Annotated[Optional[str], typer.Option(help="'learned' (from stage-1 Θ*), 'none', 'mano' (hand PCA of "
-                                                      "the model file) or a VPoser v2 checkpoint path.")] = None,
+    prior: Annotated[Optional[str], typer.Option(help="'learned' (from stage-1 Θ*; the part's default kind), "
+                                                      "'learned-pca', 'learned-vposer', 'none', 'mano' (hand PCA "
+                                                      "of the model file) or a VPoser v2 checkpoint path.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (torchrun: per local rank).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers.", min=0)] = None,
@@ -76,6 +77,9 @@ def train(
     stage1_root_frame: Annotated[Optional[bool], typer.Option(
         "--stage1-root-frame/--no-stage1-root-frame", help="Start stage 1's root rotation from the GT torso / palm "
         "frame (default; --no-... = the paper's plain regression).")] = None,
+    stage1_canonical_joints: Annotated[Optional[bool], typer.Option(
+        "--stage1-canonical-joints/--no-stage1-canonical-joints", help="Feed stage 1's pose branch the GT joints "
+        "in the torso / palm frame (default; needs the root frame) instead of the camera frame.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last completed "
                                                           "epoch.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bar.")] = True,
@@ -101,7 +105,8 @@ def train(
             "backbone_weights": str(backbone_weights) if backbone_weights else None, "prior": prior,
             "device": device, "seed": seed, "workers": workers, "model_dir": str(model_dir) if model_dir else None,
             "max_samples": max_samples, "augment": augment, "progress": progress,
-            "stage1_root_frame": stage1_root_frame, "cache_images": cache_images,
+            "stage1_root_frame": stage1_root_frame, "stage1_canonical_joints": stage1_canonical_joints,
+            "cache_images": cache_images,
         }
         cfg = config_from_options(yaml_options, cli)
     except (ValueError, FileNotFoundError, TypeError) as exc:

@@ -182,6 +182,10 @@ class Stage1Net(nn.Module):
             (:func:`~neuralannot_cli.train.geometry.frame_rotmat_from_joints`) and the network's 6D (starting
             at identity) is a residual in the body's own frame. Without it the root is regressed from the
             mean root (the paper's plain design), which settles in a wrong pelvis yaw.
+        canonical_joints: with ``root_frame``, feed the pose branch the GT joints rotated into that frame
+            (``R_frame^T x``) instead of the camera frame. The articulated rotations are relative to their
+            parents, so they do not change with the viewpoint; in the camera frame the two FC layers must learn
+            that invariance from the data, in the body's own frame it is given.
 
     Attributes:
         backbone: the :class:`ResNetBackbone` (load ImageNet weights into it with ``load_backbone_weights``).
@@ -196,10 +200,14 @@ class Stage1Net(nn.Module):
         *,
         pose_feat_dim: int = 512,
         root_frame: tuple[tuple[int, ...], torch.Tensor] | None = None,
+        canonical_joints: bool = False,
     ):
         super().__init__()
         if int(num_input_joints) < 1:
             raise ValueError(f"Stage1Net: num_input_joints must be >= 1, got {num_input_joints}")
+        if canonical_joints and root_frame is None:
+            raise ValueError("Stage1Net: canonical_joints needs a root_frame (the frame the joints are rotated into)")
+        self.canonical_joints = bool(canonical_joints)
         self.spec = part_spec(part)
         self.num_input_joints = int(num_input_joints)
         self.root_frame_idx: tuple[int, ...] | None = None
@@ -255,12 +263,15 @@ class Stage1Net(nn.Module):
                 )
             valid = valid & (joints_conf > 0).unsqueeze(-1)
         joints = torch.where(valid, joints_3d_rel_m, torch.zeros_like(joints_3d_rel_m))
-        feat = torch.cat([self.backbone(images), self.pose_mlp(joints.flatten(1).to(images.dtype))], dim=-1)
-        root6d, pose6d_flat, betas, cam_sxy = self.decoder(feat)
+        frame = None
         if self.root_frame_idx is not None:
             idx = list(self.root_frame_idx)
             weights = valid[:, idx, 0].to(joints.dtype)
             frame = frame_rotmat_from_joints(self.root_frame_rest_m, joints[:, idx], weights, self.root_frame_fallback)
+        pose_in = joints @ frame.to(joints.dtype) if self.canonical_joints else joints  # rows: R^T x
+        feat = torch.cat([self.backbone(images), self.pose_mlp(pose_in.flatten(1).to(images.dtype))], dim=-1)
+        root6d, pose6d_flat, betas, cam_sxy = self.decoder(feat)
+        if frame is not None:
             root6d = rotmat_to_rot6d(frame.to(root6d.dtype) @ rot6d_to_rotmat(root6d))
         pose6d = pose6d_flat.unflatten(-1, (self.spec.num_pose_joints, 6))
         return RegressorOutput(

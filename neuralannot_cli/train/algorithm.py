@@ -311,7 +311,8 @@ class _Run:
         joint_set, root = AUX_JOINT_SET[kind], ROOT_JOINT[AUX_JOINT_SET[kind]]
         _seed_everything(_step_seed(config, step))
         net = Stage1Net(config.part, config.backbone_depth, len(samples[0].keypoints_conf),
-                        root_frame=self.root_frame(joint_set, root) if config.stage1_root_frame else None)
+                        root_frame=self.root_frame(joint_set, root) if config.stage1_root_frame else None,
+                        canonical_joints=config.stage1_root_frame and config.stage1_canonical_joints)
         self._load_backbone(net)
         net.to(self.device)
         if not self.progress_file.is_done(step):
@@ -433,10 +434,11 @@ class _Run:
         if self.ctx.is_main and not self.progress_file.is_done(step):
             if config.prior == "mano":
                 prior = P.PCAPosePrior.from_mano(self.body_model, config.prior_dim)
-            elif config.prior == "learned":
+            elif config.prior.startswith("learned"):
                 poses = torch.cat([load_tensors(self.out / f"theta_star_{k}.safetensors")["pose_rotvecs"]
                                    for k in config.aux_names])
-                if config.part == "body":
+                kind = config.prior.partition("-")[2] or ("vposer" if config.part == "body" else "pca")
+                if kind == "vposer":
                     prior = P.train_vposer(poses, latent_dim=config.prior_dim, epochs=config.prior_epochs,
                                            batch_size=min(256, max(2, len(poses))), device=self.device,
                                            seed=_step_seed(config, step))

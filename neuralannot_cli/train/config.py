@@ -15,7 +15,7 @@ YAML example (keys are the field names; ``aux`` / ``target`` map a dataset kind 
     lr: 1.0e-4
     lr_decay_epochs: [8]
     backbone: resnet50
-    prior: learned            # or none, or a path to an official VPoser v2 checkpoint
+    prior: learned            # or learned-pca, learned-vposer, none, or an official VPoser v2 checkpoint
     dataset_options: {h36m: {subjects: [1, 5, 6, 7, 8], frame_step: 5}}
 """
 
@@ -27,8 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+PRIOR_NAMES = ("learned", "learned-vposer", "learned-pca", "none", "mano")
+"""The named pose priors of :attr:`TrainConfig.prior` (anything else is a VPoser checkpoint path)."""
+
 __all__ = [
     "AUX_KINDS",
+    "PRIOR_NAMES",
     "TARGET_KINDS",
     "TrainConfig",
     "load_yaml_options",
@@ -63,15 +67,18 @@ class TrainConfig:
         input_size: crop side in pixels (256).
         backbone: ``'resnet18' | 'resnet34' | 'resnet50'``.
         backbone_weights: optional ImageNet weights (.pth / .safetensors, torchvision names).
-        prior: ``'learned'`` (VPoser from stage-1 Θ* for the body, PCA fitted on Θ* for the hand),
-            ``'mano'`` (hand: the MANO file's PCA), ``'none'`` (6D pose regressed directly) or a path to an
-            official VPoser v2 checkpoint.
+        prior: ``'learned'`` (the part's default prior learned from stage-1 Θ*: a VPoser for the body, PCA for
+            the hand), ``'learned-vposer'`` / ``'learned-pca'`` (that kind, learned from Θ*), ``'mano'`` (hand:
+            the MANO file's PCA), ``'none'`` (6D pose regressed directly) or a path to an official VPoser v2
+            checkpoint.
         prior_dim: latent size of the learned VPoser / number of hand PCA components.
         lambda_ax, lambda_tg, w_2d, w_3d, w_param, w_shape: loss weights (``None``: the part's defaults,
             :meth:`neuralannot_cli.losses.LossWeights.for_part` -- the hand's 3D term has ``w_3d = 10``).
         stage1_root_frame: start stage 1's root rotation from the GT torso / palm frame (closed-form Kabsch,
             the network predicts a residual); ``False`` = the paper's plain regression from the mean root, which
             settles in a wrong pelvis yaw (see :class:`~neuralannot_cli.nets.heads.Stage1Net`).
+        stage1_canonical_joints: with ``stage1_root_frame``, stage 1's pose branch sees the GT joints in that
+            torso / palm frame rather than the camera frame (viewpoint-free input; ``Stage1Net(canonical_joints)``).
         augment: scale/rotation/colour augmentation of training crops (flip is never used: it would change
             the meaning of θ*).
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'`` ... (under torchrun the local rank picks the GPU).
@@ -109,6 +116,7 @@ class TrainConfig:
     w_param: float | None = None
     w_shape: float | None = None
     stage1_root_frame: bool = True
+    stage1_canonical_joints: bool = True
     augment: bool = True
     device: str = "cpu"
     seed: int = 0
@@ -144,11 +152,14 @@ class TrainConfig:
             raise ValueError(f"lr: expected > 0, got {self.lr}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples: expected >= 1, got {self.max_samples}")
-        if self.prior not in ("learned", "none", "mano") and not Path(self.prior).is_file():
-            raise ValueError(f"prior: expected 'learned', 'none', 'mano' or an existing checkpoint file, got {self.prior!r}")
+        if self.prior not in PRIOR_NAMES and not Path(self.prior).is_file():
+            raise ValueError(f"prior: expected one of {', '.join(map(repr, PRIOR_NAMES))} or an existing checkpoint "
+                             f"file, got {self.prior!r}")
         if self.prior == "mano" and self.part != "hand":
             raise ValueError("prior: 'mano' (the MANO file's PCA) applies to --part hand only")
-        if self.prior not in ("learned", "none", "mano") and self.part != "body":
+        if self.prior == "learned-vposer" and self.part != "body":
+            raise ValueError("prior: 'learned-vposer' applies to --part body only (hands use PCA)")
+        if self.prior not in PRIOR_NAMES and self.part != "body":
             raise ValueError("prior: a VPoser checkpoint applies to --part body only")
 
     @property
