@@ -113,6 +113,8 @@ def main() -> None:
     ap.add_argument("--annotate-batch-size", type=int, default=32)
     ap.add_argument("--lambda-tg", type=float, default=None, help="stage-2 pose regulariser on target samples "
                     "(default: the library's LossWeights default)")
+    ap.add_argument("--lambda-ax", type=float, default=None, help="stage-1 pose regulariser (default: the library's)")
+    ap.add_argument("--w-root", type=float, default=None, help="stage-2 root rotation L1 vs theta* (default: the library's)")
     ap.add_argument("--w-2d", type=float, default=None, help="stage-2 2D keypoint weight (default: the library's)")
     ap.add_argument("--prior", default="learned", help="stage-2 pose prior (TrainConfig.prior)")
     ap.add_argument("--augment", action="store_true", help="scale/rotation/colour augmentation of training crops")
@@ -192,7 +194,7 @@ def main() -> None:
                       batch_size=args.batch_size, lr=args.lr, lr_decay_epochs=tuple(args.lr_decay_epochs),
                       input_size=args.input_size, backbone="resnet18", device=args.device,
                       seed=args.seed, model_dir=str(model_dir), workers=args.workers, cache_images=args.cache_images,
-                      lambda_tg=args.lambda_tg, w_2d=args.w_2d, augment=args.augment, prior=args.prior,
+                      lambda_tg=args.lambda_tg, lambda_ax=args.lambda_ax, w_2d=args.w_2d, w_root=args.w_root, augment=args.augment, prior=args.prior,
                       dataset_options=(("h36m", (("subjects", AUX_SUBJECTS),)),), progress=False)
     _log(f"train NeuralAnnot body: {s1_epochs} + {s2_epochs} epochs ...")
     t0 = time.perf_counter()
@@ -328,7 +330,9 @@ def main() -> None:
         f"NeuralAnnot time = training {train_s:.1f} s (stage 1 + prior + stage 2, {s1_epochs}+{s2_epochs} epochs, "
         f"resnet18, input {args.input_size}, batch {args.batch_size}, lr {args.lr:g}, lambda_tg "
         f"{LossWeights().lambda_tg if args.lambda_tg is None else args.lambda_tg:g}, w_2d "
-        f"{LossWeights().w_2d if args.w_2d is None else args.w_2d:g}, augment {'on' if args.augment else 'off'}, prior {args.prior}; "
+        f"{LossWeights().w_2d if args.w_2d is None else args.w_2d:g}, lambda_ax "
+        f"{LossWeights().lambda_ax if args.lambda_ax is None else args.lambda_ax:g}, w_root "
+        f"{LossWeights().w_root if args.w_root is None else args.w_root:g}, augment {'on' if args.augment else 'off'}, prior {args.prior}; "
         f"stage-1 theta* on the aux set: "
         f"MPJPE {theta_rec.get('theta_star_mpjpe_mm', float('nan')):.1f} mm) + annotating the target set {na_tgt_s:.1f} s ({n / na_tgt_s:.1f} img/s); "
         f"aux set annotation {na_aux_s:.1f} s (not counted)",

@@ -58,6 +58,7 @@ import torch
 __all__ = [
     "LossWeights",
     "keypoint_l1",
+    "root_rotmat_l1",
     "keypoint_l1_per_sample",
     "root_align",
     "keypoint_3d_l1_root_aligned",
@@ -78,6 +79,10 @@ class LossWeights:
         w_3d: weight of the root-aligned 3D keypoint L1 (metres).
         w_2d: weight of the 2D keypoint L1 (crop-normalised, ``px / input_size``).
         w_param: weight of ``sum(|theta_hat - theta_star|)`` on auxiliary samples in ``L_tg``.
+        w_root: weight of ``sum |R_root_hat - R_root_star|`` (the 9 rotation-matrix entries) on auxiliary
+            samples in ``L_tg``: the global orientation's share of ``sum |theta_hat - theta_star|`` (the field's
+            parameter losses include the root; as a matrix L1 because axis-angle wraps at pi). 0 = articulated
+            pose only.
         w_shape: weight of ``sum(beta_hat^2)`` on all samples in ``L_tg`` (stage 2). Not in the paper's
             formula: an addition (as SMPLify-X's and Hand4Whole-style training's shape prior) because on 2D-only
             target samples shape and depth trade off freely; without it tiny CPU runs drift to |beta| > 20 and
@@ -89,6 +94,7 @@ class LossWeights:
     w_3d: float = 1.0
     w_2d: float = 1.0
     w_param: float = 0.05
+    w_root: float = 0.0
     w_shape: float = 1e-3
 
     @classmethod
@@ -100,7 +106,7 @@ class LossWeights:
         return cls(**{**base, **overrides})
 
     def __post_init__(self) -> None:
-        for name in ("lambda_ax", "lambda_tg", "w_3d", "w_2d", "w_param", "w_shape"):
+        for name in ("lambda_ax", "lambda_tg", "w_3d", "w_2d", "w_param", "w_root", "w_shape"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
                 raise ValueError(f"LossWeights: {name} must be a finite number >= 0, got {value!r}")
@@ -339,6 +345,35 @@ def param_l1(
     return _masked_mean((pose_rotvecs - star).abs().sum(dim=(1, 2)), mask)
 
 
+def root_rotmat_l1(
+    root_rotmat: torch.Tensor, root_rotmat_star: torch.Tensor, sample_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``sum_{ij} |R_hat - R_star|_ij`` per sample, averaged over the batch (or ``sample_mask``).
+
+    Samples whose ``root_rotmat_star`` has a non-finite entry are left out.
+
+    Args:
+        root_rotmat: ``(batch, 3, 3)`` predicted global orientation.
+        root_rotmat_star: ``(batch, 3, 3)`` stage-1 pseudo-GT (in the same, possibly augmented, camera).
+        sample_mask: optional ``(batch,)`` bool.
+
+    Returns:
+        Scalar (0 when no sample counts).
+    """
+    fn = "root_rotmat_l1"
+    for x, name in ((root_rotmat, "root_rotmat"), (root_rotmat_star, "root_rotmat_star")):
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or tuple(x.shape[1:]) != (3, 3):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{fn}: {name} must have shape (batch, 3, 3), got {got}")
+    _check_same(root_rotmat, root_rotmat_star, "root_rotmat and root_rotmat_star", fn)
+    finite = torch.isfinite(root_rotmat_star).all(dim=(1, 2))
+    mask = finite if sample_mask is None else finite & _check_mask(
+        sample_mask, root_rotmat.shape[0], fn, "sample_mask"
+    ).to(finite.device)
+    star = torch.where(mask[:, None, None], root_rotmat_star.to(root_rotmat.dtype), root_rotmat.detach())
+    return _masked_mean((root_rotmat - star).abs().sum(dim=(1, 2)), mask)
+
+
 # ------------------------------------------------------------------------------------------ the losses
 
 
@@ -382,6 +417,8 @@ def loss_target(
     joints_3d_m: torch.Tensor | None = None,
     joints_3d_conf: torch.Tensor | None = None,
     pose_rotvecs_star: torch.Tensor | None = None,
+    root_rotmat: torch.Tensor | None = None,
+    root_rotmat_star: torch.Tensor | None = None,
     root: int | tuple[int, int] = 0,
     weights: LossWeights = LossWeights(),
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -398,11 +435,13 @@ def loss_target(
             3D term of the auxiliary samples (rows of target samples are ignored and may be NaN). Needed when
             ``is_target`` has a False entry.
         pose_rotvecs_star: ``(batch, K, 3)`` stage-1 pseudo-GT of the auxiliary samples (target rows ignored).
+        root_rotmat, root_rotmat_star: ``(batch, 3, 3)`` predicted and stage-1 global orientations (target rows
+            ignored); needed when ``weights.w_root > 0`` and the batch has auxiliary samples.
         root: root joint(s) of the 3D joint set for the alignment.
         weights: :class:`LossWeights`.
 
     Returns:
-        ``(total, parts)`` with ``parts = {'kp2d', 'pose_reg', 'kp3d', 'param'}`` (unweighted, detached).
+        ``(total, parts)`` with ``parts = {'kp2d', 'pose_reg', 'kp3d', 'param', 'root'}`` (unweighted, detached).
     """
     fn = "loss_target"
     if not float(input_size) > 0:
@@ -415,7 +454,7 @@ def loss_target(
     kp2d = keypoint_l1(pred_2d / float(input_size), target_2d / float(input_size), keypoints_conf)
     reg = pose_sq_reg(pose_rotvecs, is_target)
     zero = pred_2d.new_zeros(())
-    kp3d = param = zero
+    kp3d = param = root_l1 = zero
     if bool(is_aux.any()):
         if joints_3d_pred_m is None or joints_3d_m is None or joints_3d_conf is None or pose_rotvecs_star is None:
             raise ValueError(
@@ -424,11 +463,18 @@ def loss_target(
             )
         kp3d = keypoint_3d_l1_root_aligned(joints_3d_pred_m, joints_3d_m, joints_3d_conf, root, is_aux)
         param = param_l1(pose_rotvecs, pose_rotvecs_star, is_aux)
+        if weights.w_root > 0:
+            if root_rotmat is None or root_rotmat_star is None:
+                raise ValueError(f"{fn}: weights.w_root > 0 and the batch has auxiliary samples; pass root_rotmat "
+                                 "and root_rotmat_star")
+            root_l1 = root_rotmat_l1(root_rotmat, root_rotmat_star, is_aux)
     total = (
         weights.w_2d * kp2d
         + weights.lambda_tg * reg
         + weights.w_3d * kp3d
         + weights.w_param * param
+        + weights.w_root * root_l1
     )
-    parts = {"kp2d": kp2d.detach(), "pose_reg": reg.detach(), "kp3d": kp3d.detach(), "param": param.detach()}
+    parts = {"kp2d": kp2d.detach(), "pose_reg": reg.detach(), "kp3d": kp3d.detach(), "param": param.detach(),
+             "root": root_l1.detach()}
     return total, parts

@@ -14,6 +14,7 @@ from neuralannot_cli.losses import (
     loss_aux,
     loss_target,
     param_l1,
+    root_rotmat_l1,
     pose_sq_reg,
     root_align,
 )
@@ -190,6 +191,31 @@ def test_pose_sq_reg_and_param_l1_match_numpy():
         pose_sq_reg(torch.zeros(4, 21))
 
 
+def test_root_rotmat_l1_matches_numpy_and_skips_missing():
+    rng = np.random.default_rng(4)
+    def rotmats(n):
+        q = rng.normal(size=(n, 4))
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        w, x, y, z = q.T
+        return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+                         2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+                         2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1).reshape(n, 3, 3)
+    pred, star = rotmats(5), rotmats(5)
+    mask = np.array([True, True, False, True, True])
+    ref = np.mean([np.abs(pred[b] - star[b]).sum() for b in range(5) if mask[b]])
+    assert root_rotmat_l1(torch.tensor(pred), torch.tensor(star), torch.tensor(mask)).item() == pytest.approx(ref, rel=1e-12)
+    assert root_rotmat_l1(torch.tensor(pred), torch.tensor(pred)).item() == 0.0
+    star_nan = star.copy()
+    star_nan[1, 0, 2] = np.nan  # no pseudo-GT root: left out
+    pred_t = torch.tensor(pred, requires_grad=True)
+    out = root_rotmat_l1(pred_t, torch.tensor(star_nan), torch.tensor(mask))
+    assert out.item() == pytest.approx(np.mean([np.abs(pred[b] - star[b]).sum() for b in (0, 3, 4)]), rel=1e-12)
+    out.backward()
+    assert torch.isfinite(pred_t.grad).all() and torch.all(pred_t.grad[1:3] == 0)
+    with pytest.raises(ValueError, match=r"\(batch, 3, 3\)"):
+        root_rotmat_l1(torch.zeros(4, 9), torch.zeros(4, 3, 3))
+
+
 # ------------------------------------------------------------------------------------------ L_ax, L_tg
 
 
@@ -267,6 +293,23 @@ def test_loss_target_mixed_batch_matches_formula():
     )
     assert parts2["kp2d"].item() == pytest.approx(ref_2d, rel=1e-12)
     assert parts2["kp3d"].item() == 0.0 and parts2["param"].item() == 0.0
+    # w_root: the root term joins on the auxiliary rows only (target rows' roots are ignored, even NaN)
+    rot = torch.linalg.qr(tt(rng.normal(size=(b, 3, 3)))).Q  # orthogonal: enough for an L1 check
+    rot_star = torch.linalg.qr(tt(rng.normal(size=(b, 3, 3)))).Q
+    rot_star[torch.tensor(is_target)] = float("nan")
+    w_r = LossWeights(lambda_tg=0.5, w_param=0.2, w_3d=3.0, w_2d=2.0, w_root=0.7)
+    total3, parts3 = loss_target(
+        tt(kp_pred), tt(kp), tt(kp_conf), tt(theta), tt(is_target), input_size=size,
+        joints_3d_pred_m=tt(j3_pred), joints_3d_m=tt(j3), joints_3d_conf=tt(j3_conf), pose_rotvecs_star=tt(star),
+        root_rotmat=rot, root_rotmat_star=rot_star, root=(1, 4), weights=w_r,
+    )
+    ref_root = np.mean([np.abs(rot[i].numpy() - rot_star[i].numpy()).sum() for i in np.flatnonzero(aux)])
+    assert parts3["root"].item() == pytest.approx(ref_root, rel=1e-12)
+    assert total3.item() == pytest.approx(total.item() + 0.7 * ref_root, rel=1e-12)
+    with pytest.raises(ValueError, match="w_root"):
+        loss_target(tt(kp_pred), tt(kp), tt(kp_conf), tt(theta), tt(is_target), input_size=size,
+                    joints_3d_pred_m=tt(j3_pred), joints_3d_m=tt(j3), joints_3d_conf=tt(j3_conf),
+                    pose_rotvecs_star=tt(star), root=(1, 4), weights=w_r)
 
 
 def test_loss_target_needs_3d_for_aux_samples():

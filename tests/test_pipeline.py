@@ -335,6 +335,13 @@ def test_augmentation_flip_swaps_joints_and_keeps_camera_consistent(aux_samples)
             j = item["joints_3d_cam_mm"].double().numpy()
             ref = np.linalg.norm(s.joints_3d_cam_mm - s.joints_3d_cam_mm[0], axis=1)
             np.testing.assert_allclose(np.linalg.norm(j - j[0], axis=1), ref[perm] if p.flip else ref, rtol=1e-5)
+            # cam_aug_rotmat maps the original camera to the augmented one (flip excluded): R_z(-rotation)
+            a = np.deg2rad(-p.rotation_deg)
+            rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+            np.testing.assert_allclose(item["cam_aug_rotmat"].double().numpy(), rz, atol=1e-6)
+            if not p.flip:
+                np.testing.assert_allclose(j, s.joints_3d_cam_mm @ item["cam_aug_rotmat"].double().numpy().T,
+                                           atol=1e-2)
     assert seen_flip > 0 and seen_rot > 0
 
 

@@ -255,8 +255,9 @@ def test_body_stage2_target_2d_error_falls(body_run):
 
 def test_body_learned_pca_prior_is_fitted_on_theta_star(tmp_path, body_run, body_sets, standin_dir):
     """``prior='learned-pca'`` for the body: the prior is a PCA of the stage-1 Θ* poses (its decode(0) is their
-    float64 mean, its components span their principal directions) and stage 2 trains through it. Stage 1 is
-    reused from ``body_run`` (copied and marked done under this run's config)."""
+    float64 mean, its components span their principal directions) and stage 2 trains through it, here with the
+    root term ``w_root`` on. Stage 1 is reused from ``body_run`` (copied and marked done under this run's
+    config)."""
     import shutil
 
     from neuralannot_cli.nets.prior import PCAPosePrior, load_prior
@@ -264,7 +265,8 @@ def test_body_learned_pca_prior_is_fitted_on_theta_star(tmp_path, body_run, body
     from neuralannot_cli.train.checkpoint import Progress, load_tensors
 
     out = tmp_path / "pca_run"
-    cfg = body_config(body_sets, standin_dir, out, stage1_epochs=8, stage2_epochs=1, prior="learned-pca", prior_dim=5)
+    cfg = body_config(body_sets, standin_dir, out, stage1_epochs=8, stage2_epochs=1, prior="learned-pca", prior_dim=5,
+                      w_root=0.5)
     out.mkdir()
     for name in ("stage1_h36m.safetensors", "theta_star_h36m.safetensors"):
         shutil.copy(body_run / name, out / name)
@@ -287,6 +289,7 @@ def test_body_learned_pca_prior_is_fitted_on_theta_star(tmp_path, body_run, body
         assert float(captured) > 0.999 * float(top)
     s2 = [m for m in read_metrics(out) if m["stage"] == "stage2"]
     assert len(s2) == 1 and s2[0]["skipped_steps"] == 0 and np.isfinite(s2[0]["loss"])
+    assert 0 < s2[0]["root"] <= 8.49  # the root term ran; an L1 of two rotations is <= 3 * Frobenius <= 6 sqrt 2
     with pytest.raises(ValueError, match="learned-vposer"):
         TrainConfig(part="hand", aux=(("freihand", "/d"),), target=(("coco_wholebody", "/c"),), out_dir="/o",
                     prior="learned-vposer")

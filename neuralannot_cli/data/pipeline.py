@@ -369,6 +369,9 @@ class CroppedSampleDataset(torch.utils.data.Dataset):
     - ``keypoints_in_crop``: ``(J,)`` bool, keypoint inside ``[-0.5, S - 0.5]^2``.
     - ``crop_affine`` / ``crop_affine_inv``: ``(2, 3)`` float32 image->crop / crop->image matrices; map
       predictions back with ``transform_points(pred_crop_px, crop_affine_inv)``.
+    - ``cam_aug_rotmat``: ``(3, 3)`` float32 ``R_z(-rotation)``, the rotation from the original camera to the
+      augmented one (identity without rotation; a flip is not included): a rotation ``R`` of the original
+      camera frame (a pseudo-GT root) becomes ``cam_aug_rotmat @ R``.
     - ``joints_3d_cam_mm``: ``(J, 3)`` float32 3D joints in the augmented camera (zeros when absent);
       ``has_3d``: bool scalar.
     - ``focal_px`` / ``princpt_px``: ``(2,)`` float32 intrinsics of the original image (fallback
@@ -526,6 +529,7 @@ class CroppedSampleDataset(torch.utils.data.Dataset):
             for a, b in self.flip_pairs or ():  # flip is only drawn when pairs are known
                 perm[a], perm[b] = b, a
             kp_crop, conf, joints_3d = kp_crop[perm], conf[perm], joints_3d[perm]
+        rz = np.eye(3)
         if aug.rotation_deg != 0.0:
             a = math.radians(-aug.rotation_deg)
             rz = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
@@ -548,6 +552,7 @@ class CroppedSampleDataset(torch.utils.data.Dataset):
             "crop_affine": torch.from_numpy(affine.astype(np.float32)),
             "crop_affine_inv": torch.from_numpy(invert_affine(affine).astype(np.float32)),
             "joints_3d_cam_mm": torch.from_numpy(joints_3d.astype(np.float32)),
+            "cam_aug_rotmat": torch.from_numpy(rz.astype(np.float32)),
             "has_3d": torch.tensor(has_3d),
             "focal_px": torch.from_numpy(focal.astype(np.float32)),
             "princpt_px": torch.from_numpy(princpt.astype(np.float32)),

@@ -100,7 +100,8 @@ def _lr_at(config: TrainConfig, epoch: int) -> float:
 def _loss_weights(config: TrainConfig):
     from neuralannot_cli.losses import LossWeights
 
-    given = {k: getattr(config, k) for k in ("lambda_ax", "lambda_tg", "w_2d", "w_3d", "w_param", "w_shape")}
+    given = {k: getattr(config, k) for k in ("lambda_ax", "lambda_tg", "w_2d", "w_3d", "w_param", "w_root",
+                                                 "w_shape")}
     return LossWeights.for_part(config.part, **{k: float(v) for k, v in given.items() if v is not None})
 
 
@@ -458,7 +459,9 @@ class _Run:
         from torch.utils.data import DataLoader as DL
 
         from neuralannot_cli.data.sampler import MixedBatchSampler, MixedDataset
-        from neuralannot_cli.losses import keypoint_3d_l1_root_aligned, keypoint_l1, param_l1, pose_sq_reg, shape_sq_reg
+        from neuralannot_cli.losses import (keypoint_3d_l1_root_aligned, keypoint_l1, param_l1, pose_sq_reg,
+                                            root_rotmat_l1, shape_sq_reg)
+        from neuralannot_cli.rotation import rotvec_to_rotmat
         from neuralannot_cli.nets.heads import Stage2Net
 
         config, step, size = self.config, "stage2", self.config.input_size
@@ -503,7 +506,7 @@ class _Run:
             princpt = torch.cat([g["princpt_crop_px"] for g in subs]).float()
             transl = crop_transl(out.cam_sxy, focal, princpt, size)
             bo = body_forward(self.body_model, part, out.root_rotvec, out.pose_rotvecs, out.betas, transl)
-            kp2d_terms, kp3d_terms, param_terms = [], [], []
+            kp2d_terms, kp3d_terms, param_terms, root_terms = [], [], [], []
             start = 0
             for g in subs:
                 b = g["image"].shape[0]
@@ -523,16 +526,20 @@ class _Run:
                     conf3 = g["has_3d"].float()[:, None].expand(gt_m.shape[:2])
                     kp3d_terms.append(keypoint_3d_l1_root_aligned(joints, gt_m, conf3, ROOT_JOINT[jset]))
                     param_terms.append(param_l1(out.pose_rotvecs[sl], g["pose_rotvecs_star"].float()))
+                    if w.w_root > 0:
+                        star = g["cam_aug_rotmat"].float() @ rotvec_to_rotmat(g["root_rotvec_star"].float())
+                        root_terms.append(root_rotmat_l1(rotvec_to_rotmat(out.root_rotvec[sl]), star))
             nt = tgt["image"].shape[0]
             reg = pose_sq_reg(out.pose_rotvecs[-nt:])
             kp2d = torch.stack(kp2d_terms).mean()
             kp3d = torch.stack(kp3d_terms).mean() if kp3d_terms else kp2d.new_zeros(())
             param = torch.stack(param_terms).mean() if param_terms else kp2d.new_zeros(())
+            root_l1 = torch.stack(root_terms).mean() if root_terms else kp2d.new_zeros(())
             shape = shape_sq_reg(out.betas)
             total = (w.w_2d * kp2d + w.lambda_tg * reg + w.w_3d * kp3d + w.w_param * param
-                     + w.w_shape * shape)
+                     + w.w_root * root_l1 + w.w_shape * shape)
             return total, {"kp2d": kp2d.detach(), "pose_reg": reg.detach(), "kp3d": kp3d.detach(),
-                           "param": param.detach(), "shape_reg": shape.detach()}
+                           "param": param.detach(), "root": root_l1.detach(), "shape_reg": shape.detach()}
 
         def run_epoch(epoch: int) -> dict[str, Any]:
             sampler.set_epoch(epoch)

@@ -72,7 +72,7 @@ class TrainConfig:
             the MANO file's PCA), ``'none'`` (6D pose regressed directly) or a path to an official VPoser v2
             checkpoint.
         prior_dim: latent size of the learned VPoser / number of hand PCA components.
-        lambda_ax, lambda_tg, w_2d, w_3d, w_param, w_shape: loss weights (``None``: the part's defaults,
+        lambda_ax, lambda_tg, w_2d, w_3d, w_param, w_root, w_shape: loss weights (``None``: the part's defaults,
             :meth:`neuralannot_cli.losses.LossWeights.for_part` -- the hand's 3D term has ``w_3d = 10``).
         stage1_root_frame: start stage 1's root rotation from the GT torso / palm frame (closed-form Kabsch,
             the network predicts a residual); ``False`` = the paper's plain regression from the mean root, which
@@ -114,6 +114,7 @@ class TrainConfig:
     w_2d: float | None = None
     w_3d: float | None = None
     w_param: float | None = None
+    w_root: float | None = None
     w_shape: float | None = None
     stage1_root_frame: bool = True
     stage1_canonical_joints: bool = True
