@@ -221,7 +221,7 @@ def test_root_rotmat_l1_matches_numpy_and_skips_missing():
 
 def test_loss_weights_defaults_and_validation():
     w = LossWeights()
-    assert (w.lambda_ax, w.lambda_tg, w.w_3d, w.w_2d, w.w_param) == (1e-3, 1e-3, 1.0, 1.0, 0.05)
+    assert (w.lambda_ax, w.lambda_tg, w.w_3d, w.w_2d, w.w_param, w.w_root) == (1e-3, 1e-3, 1.0, 10.0, 0.05, 0.0)
     with pytest.raises(ValueError, match="lambda_tg"):
         LossWeights(lambda_tg=-1.0)
     with pytest.raises(ValueError, match="w_2d"):
@@ -333,8 +333,9 @@ def test_loss_target_needs_3d_for_aux_samples():
 def test_loss_weights_for_part():
     assert LossWeights.for_part("body") == LossWeights()
     hand = LossWeights.for_part("hand")
-    assert hand.w_3d == 10.0 and hand.lambda_ax == LossWeights().lambda_ax
-    assert LossWeights.for_part("hand", w_3d=2.0, lambda_tg=0.0) == LossWeights(w_3d=2.0, lambda_tg=0.0)
+    assert hand.w_3d == 10.0 and hand.w_2d == 1.0 and hand.lambda_ax == LossWeights().lambda_ax
+    assert LossWeights.for_part("hand", w_3d=2.0, lambda_tg=0.0) == LossWeights(w_3d=2.0, w_2d=1.0, lambda_tg=0.0)
+    assert LossWeights.for_part("hand", w_2d=3.0).w_2d == 3.0
     with pytest.raises(ValueError, match="part"):
         LossWeights.for_part("face")  # type: ignore[arg-type]
 
