@@ -27,7 +27,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; n
 echo "setup $(( $(date +%s) - T0 )) s"
 timeout 500 python3 -W ignore benchmarks/annotator_comparison.py --device cuda --count 2000 --image-size 128 \
   --out /tmp/bench --stage1-epochs "${STAGE1_EPOCHS:-40}" --stage2-epochs "${STAGE2_EPOCHS:-60}" \
-  --lr-decay-epochs 35 --input-size "${INPUT_SIZE:-64}" --batch-size 64 --lr 1e-3 --cache-images \
+  --lr-decay-epochs 50 --input-size "${INPUT_SIZE:-64}" --batch-size 64 --lr 1e-3 --cache-images \
   --fit-batch-size 1000 --per-sample-subset 4 --annotate-batch-size 256 --threads 8 > "$OUT/bench.log" 2>&1
 rc=$?
 grep -v -i "warn" "$OUT/bench.log" | tail -40
