@@ -329,6 +329,16 @@ def shape_sq_reg(betas: torch.Tensor, sample_mask: torch.Tensor | None = None) -
     return _masked_mean(betas.square().sum(dim=1), mask)
 
 
+def _l1_to_star(pred: torch.Tensor, star: torch.Tensor, sample_mask: torch.Tensor | None, fn: str) -> torch.Tensor:
+    """``sum |pred - star|`` over the two trailing dims per sample, averaged over the samples that count: those in
+    ``sample_mask`` whose ``star`` is finite (the others get a zero, gradient-free term)."""
+    finite = torch.isfinite(star).all(dim=(1, 2))
+    mask = finite if sample_mask is None else finite & _check_mask(sample_mask, pred.shape[0], fn, "sample_mask").to(
+        finite.device)
+    star = torch.where(mask[:, None, None], star.to(pred.dtype), pred.detach())
+    return _masked_mean((pred - star).abs().sum(dim=(1, 2)), mask)
+
+
 def param_l1(
     pose_rotvecs: torch.Tensor, pose_rotvecs_star: torch.Tensor, sample_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -348,12 +358,7 @@ def param_l1(
     pose_rotvecs = _check_pose(pose_rotvecs, "pose_rotvecs", fn)
     pose_rotvecs_star = _check_pose(pose_rotvecs_star, "pose_rotvecs_star", fn)
     _check_same(pose_rotvecs, pose_rotvecs_star, "pose_rotvecs and pose_rotvecs_star", fn)
-    finite = torch.isfinite(pose_rotvecs_star).all(dim=(1, 2))
-    mask = finite if sample_mask is None else finite & _check_mask(
-        sample_mask, pose_rotvecs.shape[0], fn, "sample_mask"
-    ).to(finite.device)
-    star = torch.where(mask[:, None, None], pose_rotvecs_star.to(pose_rotvecs.dtype), pose_rotvecs.detach())
-    return _masked_mean((pose_rotvecs - star).abs().sum(dim=(1, 2)), mask)
+    return _l1_to_star(pose_rotvecs, pose_rotvecs_star, sample_mask, fn)
 
 
 def root_rotmat_l1(
@@ -377,12 +382,7 @@ def root_rotmat_l1(
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"{fn}: {name} must have shape (batch, 3, 3), got {got}")
     _check_same(root_rotmat, root_rotmat_star, "root_rotmat and root_rotmat_star", fn)
-    finite = torch.isfinite(root_rotmat_star).all(dim=(1, 2))
-    mask = finite if sample_mask is None else finite & _check_mask(
-        sample_mask, root_rotmat.shape[0], fn, "sample_mask"
-    ).to(finite.device)
-    star = torch.where(mask[:, None, None], root_rotmat_star.to(root_rotmat.dtype), root_rotmat.detach())
-    return _masked_mean((root_rotmat - star).abs().sum(dim=(1, 2)), mask)
+    return _l1_to_star(root_rotmat, root_rotmat_star, sample_mask, fn)
 
 
 # ------------------------------------------------------------------------------------------ the losses
