@@ -37,6 +37,10 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     from neuralannot_cli.train.distributed import cleanup_distributed, unwrap, wrap_ddp
 
     torch.set_num_threads(1)  # 2 ranks on a 2-core box
+    import faulthandler
+
+    # a rank that hangs prints where (stderr, shown in the test's failure report) before the parent's 180-s kill
+    faulthandler.dump_traceback_later(150, exit=False)
     ctx = setup_distributed("cpu")
     model = wrap_ddp(_tiny_model(), ctx)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
