@@ -461,8 +461,8 @@ class _Run:
         from neuralannot_cli.data.sampler import MixedBatchSampler, MixedDataset
         from neuralannot_cli.losses import (keypoint_3d_l1_root_aligned, keypoint_l1, param_l1, pose_sq_reg,
                                             root_rotmat_l1, shape_sq_reg)
-        from neuralannot_cli.rotation import rotvec_to_rotmat
         from neuralannot_cli.nets.heads import Stage2Net
+        from neuralannot_cli.rotation import rot6d_to_rotmat, rotvec_to_rotmat
 
         config, step, size = self.config, "stage2", self.config.input_size
         _seed_everything(_step_seed(config, step))
@@ -528,7 +528,7 @@ class _Run:
                     param_terms.append(param_l1(out.pose_rotvecs[sl], g["pose_rotvecs_star"].float()))
                     if w.w_root > 0:
                         star = g["cam_aug_rotmat"].float() @ rotvec_to_rotmat(g["root_rotvec_star"].float())
-                        root_terms.append(root_rotmat_l1(rotvec_to_rotmat(out.root_rotvec[sl]), star))
+                        root_terms.append(root_rotmat_l1(rot6d_to_rotmat(out.root_rot6d[sl]), star))
             nt = tgt["image"].shape[0]
             reg = pose_sq_reg(out.pose_rotvecs[-nt:])
             kp2d = torch.stack(kp2d_terms).mean()
