@@ -147,8 +147,7 @@ def main() -> None:
     from neuralannot_cli.fit.baseline import fit_samples
     from neuralannot_cli.fit.engine import default_fit_config
     from neuralannot_cli.io.annotate_run import FitPredictor, NetworkPredictor
-    from neuralannot_cli.losses import LossWeights
-    from neuralannot_cli.train.algorithm import train
+    from neuralannot_cli.train.algorithm import _loss_weights, train
     from neuralannot_cli.train.config import TrainConfig
     from neuralannot_cli.train.inference import load_annotator
 
@@ -194,8 +193,10 @@ def main() -> None:
                       batch_size=args.batch_size, lr=args.lr, lr_decay_epochs=tuple(args.lr_decay_epochs),
                       input_size=args.input_size, backbone="resnet18", device=args.device,
                       seed=args.seed, model_dir=str(model_dir), workers=args.workers, cache_images=args.cache_images,
-                      lambda_tg=args.lambda_tg, lambda_ax=args.lambda_ax, w_2d=args.w_2d, w_root=args.w_root, augment=args.augment, prior=args.prior,
+                      lambda_tg=args.lambda_tg, lambda_ax=args.lambda_ax, w_2d=args.w_2d, w_root=args.w_root,
+                      augment=args.augment, prior=args.prior,
                       dataset_options=(("h36m", (("subjects", AUX_SUBJECTS),)),), progress=False)
+    used = _loss_weights(cfg)  # the weights training resolves from cfg (part defaults + the options given)
     _log(f"train NeuralAnnot body: {s1_epochs} + {s2_epochs} epochs ...")
     t0 = time.perf_counter()
     result = train(cfg)
@@ -328,12 +329,9 @@ def main() -> None:
         row(f"SMPLify-X-style, per-sample (*)", br, ps_tgt_s, "*"),
         line,
         f"NeuralAnnot time = training {train_s:.1f} s (stage 1 + prior + stage 2, {s1_epochs}+{s2_epochs} epochs, "
-        f"resnet18, input {args.input_size}, batch {args.batch_size}, lr {args.lr:g}, lambda_tg "
-        f"{LossWeights().lambda_tg if args.lambda_tg is None else args.lambda_tg:g}, w_2d "
-        f"{LossWeights().w_2d if args.w_2d is None else args.w_2d:g}, lambda_ax "
-        f"{LossWeights().lambda_ax if args.lambda_ax is None else args.lambda_ax:g}, w_root "
-        f"{LossWeights().w_root if args.w_root is None else args.w_root:g}, augment {'on' if args.augment else 'off'}, prior {args.prior}; "
-        f"stage-1 theta* on the aux set: "
+        f"resnet18, input {args.input_size}, batch {args.batch_size}, lr {args.lr:g}, lambda_tg {used.lambda_tg:g}, "
+        f"w_2d {used.w_2d:g}, lambda_ax {used.lambda_ax:g}, w_root {used.w_root:g}, "
+        f"augment {'on' if args.augment else 'off'}, prior {args.prior}; stage-1 theta* on the aux set: "
         f"MPJPE {theta_rec.get('theta_star_mpjpe_mm', float('nan')):.1f} mm) + annotating the target set {na_tgt_s:.1f} s ({n / na_tgt_s:.1f} img/s); "
         f"aux set annotation {na_aux_s:.1f} s (not counted)",
         f"baseline: 2D keypoints only on both sets (no --use-3d), iterations x{args.fit_iterations_scale:g}, "
