@@ -49,6 +49,10 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     stepped = _optimizer_step(loss, model, opt, ctx)
     flat = torch.cat([p.detach().flatten() for p in unwrap(model).parameters()])
     torch.save({"flat": flat, "stepped": stepped, "enabled": ctx.enabled, "rank": ctx.rank}, Path(out_dir) / f"rank{rank}.pt")
+    # release the DDP wrapper before the process group, as train() does (its DDP models are locals of the stages):
+    # destroyed after destroy_process_group, at this function's exit, a rank hung in the destructor (stack dump
+    # of 2026-11-27: inside _worker's teardown, rank files already written)
+    del model, opt, loss
     cleanup_distributed(ctx)
 
 
