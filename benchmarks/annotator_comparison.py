@@ -120,6 +120,8 @@ def main() -> None:
     ap.add_argument("--augment", action="store_true", help="scale/rotation/colour augmentation of training crops")
     ap.add_argument("--out", type=Path, default=None, help="keep every artefact here (default: a temp dir)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-seed", type=int, default=None,
+                    help="seed of NeuralAnnot's training only (default: --seed); repeats measure run-to-run noise")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--model-dir", type=Path, default=None, help="real SMPL-X files (default: the stand-in)")
     ap.add_argument("--per-sample-subset", type=int, default=16, help="target samples timed per-sample")
@@ -192,7 +194,8 @@ def main() -> None:
                       out_dir=str(run_dir), stage1_epochs=s1_epochs, stage2_epochs=s2_epochs,
                       batch_size=args.batch_size, lr=args.lr, lr_decay_epochs=tuple(args.lr_decay_epochs),
                       input_size=args.input_size, backbone="resnet18", device=args.device,
-                      seed=args.seed, model_dir=str(model_dir), workers=args.workers, cache_images=args.cache_images,
+                      seed=args.seed if args.train_seed is None else args.train_seed,
+                      model_dir=str(model_dir), workers=args.workers, cache_images=args.cache_images,
                       lambda_tg=args.lambda_tg, lambda_ax=args.lambda_ax, w_2d=args.w_2d, w_root=args.w_root,
                       augment=args.augment, prior=args.prior,
                       dataset_options=(("h36m", (("subjects", AUX_SUBJECTS),)),), progress=False)
@@ -314,10 +317,11 @@ def main() -> None:
                 f"{d['target_pa_mpjpe_mm']:>12.1f}{mark:1} {d['target_2d_px']:>6.2f}{mark:1} {t:>13.1f}")
 
     ok = lambda c: "MET" if c else "NOT met"  # noqa: E731
+    train_seed_note = "" if args.train_seed is None else f" (training seed {args.train_seed})"
     out_lines = [
         f"annotator comparison: {n} aux (H36M format, subjects {','.join(map(str, AUX_SUBJECTS))}) + {n} target "
         f"(COCO-WholeBody format, {args.kp_noise_px:g} px label noise) synthetic images, {args.image_size} px, "
-        f"seed {args.seed}; body model: {'STAND-IN (not a human body)' if standin else model_dir}",
+        f"seed {args.seed}{train_seed_note}; body model: {'STAND-IN (not a human body)' if standin else model_dir}",
         f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, device {args.device}",
         f"command: {' '.join(shlex.quote(a) for a in sys.argv)}",
