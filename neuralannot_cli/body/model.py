@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from neuralannot_cli.body import paths as _paths
+from neuralannot_cli.body import joint_sets as _joint_sets
 from neuralannot_cli.body.joint_sets import get_joint_set, gather_joints
 from neuralannot_cli.body.paths import (
     FLAME_DYNAMIC_EMBEDDING_FILENAME,
@@ -98,12 +99,15 @@ class BodyOutput:
             face landmarks; see :mod:`neuralannot_cli.body.joint_sets`).
         kinematic_joints: ``(batch, K, 3)`` the joints of the kinematic tree (first ``K`` of ``joints``).
         faces: ``(F, 3)`` int64 triangle vertex indices.
+        vertex_ids: ``None`` when every vertex was posed; after ``forward(..., full_mesh=False)`` the
+            ``(S,)`` int64 ids of the vertices that were posed -- ``vertices`` is zero everywhere else.
     """
 
     vertices: Tensor
     joints: Tensor
     kinematic_joints: Tensor
     faces: Tensor
+    vertex_ids: Tensor | None = None
 
 
 class BodyModel(nn.Module):
@@ -151,6 +155,41 @@ class BodyModel(nn.Module):
             self.register_buffer(f"regressor_{name}", torch.as_tensor(matrix, dtype=dtype), persistent=False)
             self._regressor_names.append(name)
         self._num_kinematic = int(layer.J_regressor.shape[0])
+        self._has_joint_support = model_type == "smplx" and self._register_joint_support()
+
+    def _register_joint_support(self) -> bool:
+        """Buffers of the SMPL-X forward restricted to the vertices the joints read (``full_mesh=False``).
+
+        The posed positions of only these vertices enter ``BodyOutput.joints`` and every joint set:
+        smplx's vertex joints (``VertexJointSelector``), the faces of the static and all dynamic face
+        landmarks, the support (non-zero columns) of each extra regressor, and the vertex sources of the
+        joint-set recipes. The kinematic joints need the *shaped* mesh only, which is linear in the shape
+        coefficients: ``J_regressor @ (v_template + shapedirs @ c)`` is precomputed as
+        ``J_template + J_shapedirs @ c``. Returns False (full forward only) for layers without the
+        expected buffers.
+        """
+        layer = self.layer
+        need = ("vertex_joint_selector", "lmk_faces_idx", "dynamic_lmk_faces_idx", "expr_dirs", "posedirs")
+        if (any(not hasattr(layer, n) for n in need) or getattr(layer, "joint_mapper", None) is not None
+                or not getattr(layer, "use_face_contour", False)):
+            return False
+        faces = layer.faces_tensor
+        ids = [
+            layer.vertex_joint_selector.extra_joints_idxs.reshape(-1),
+            faces[layer.lmk_faces_idx.reshape(-1)].reshape(-1),
+            faces[layer.dynamic_lmk_faces_idx.reshape(-1)].reshape(-1),
+        ]
+        for name in self._regressor_names:
+            ids.append(torch.nonzero(getattr(self, f"regressor_{name}").abs().sum(0)).reshape(-1))
+        recipe_ids = {
+            src.index
+            for jset in _joint_sets.JOINT_SETS.values() if "smplx" in jset.recipes
+            for entry in jset.recipe("smplx") for src in entry if src.kind == "vertex"
+        }
+        ids.append(torch.tensor(sorted(recipe_ids), dtype=torch.long, device=faces.device))
+        self._sub_ids_cpu = torch.unique(torch.cat([i.to(torch.long).cpu() for i in ids]))
+        self._sub_cache: dict[tuple[torch.device, torch.dtype], dict[str, Tensor]] = {}
+        return True
 
     # ----------------------------------------------------------------------------------------------
     # Properties
@@ -262,8 +301,15 @@ class BodyModel(nn.Module):
         neck_rotvec: Tensor | None = None,
         expression: Tensor | None = None,
         transl_m: Tensor | None = None,
+        full_mesh: bool = True,
     ) -> BodyOutput:
-        """Posed mesh and joints; see the class docstring for the arguments of each model type."""
+        """Posed mesh and joints; see the class docstring for the arguments of each model type.
+
+        ``full_mesh=False`` (SMPL-X; other model types ignore it) poses only the vertices that the joints
+        and joint sets read (see :meth:`_register_joint_support`); ``joints`` and :meth:`joints_in` are
+        the same as with the full mesh, ``vertices`` is zero outside ``BodyOutput.vertex_ids``. Losses on
+        joints use it: the pose blend shapes and skinning of all vertices cost most of the forward pass.
+        """
         given, batch = self._check_params(
             {
                 "root_rotvec": root_rotvec,
@@ -290,15 +336,21 @@ class BodyModel(nn.Module):
         if self.model_type == "smplx":
             left = p("left_hand_pose_rotvecs") + self.layer.left_hand_mean.view(1, 15, 3)
             right = p("right_hand_pose_rotvecs") + self.layer.right_hand_mean.view(1, 15, 3)
+            full_pose = torch.cat([
+                rotmats(p("root_rotvec")[:, None]), rotmats(p("body_pose_rotvecs")), rotmats(p("jaw_rotvec")[:, None]),
+                rotmats(p("leye_rotvec")[:, None]), rotmats(p("reye_rotvec")[:, None]), rotmats(left), rotmats(right),
+            ], dim=1)  # (B, 55, 3, 3), SMPLXLayer.forward's order
+            if not full_mesh and self._has_joint_support:
+                return self._smplx_joint_support_forward(full_pose, p("betas"), p("expression"), p("transl_m"))
             out = self.layer(
                 betas=p("betas"),
-                global_orient=rotmats(p("root_rotvec")[:, None]),
-                body_pose=rotmats(p("body_pose_rotvecs")),
-                left_hand_pose=rotmats(left),
-                right_hand_pose=rotmats(right),
-                jaw_pose=rotmats(p("jaw_rotvec")[:, None]),
-                leye_pose=rotmats(p("leye_rotvec")[:, None]),
-                reye_pose=rotmats(p("reye_rotvec")[:, None]),
+                global_orient=full_pose[:, 0:1],
+                body_pose=full_pose[:, 1:22],
+                jaw_pose=full_pose[:, 22:23],
+                leye_pose=full_pose[:, 23:24],
+                reye_pose=full_pose[:, 24:25],
+                left_hand_pose=full_pose[:, 25:40],
+                right_hand_pose=full_pose[:, 40:55],
                 expression=p("expression"),
                 transl=p("transl_m"),
             )
@@ -328,6 +380,58 @@ class BodyModel(nn.Module):
             kinematic_joints=joints[:, : self._num_kinematic],
             faces=self.layer.faces_tensor,
         )
+
+    def _joint_support_buffers(self, device: torch.device) -> dict[str, Tensor]:
+        """The layer's buffers restricted to the joint-support vertices, in the layer's current dtype."""
+        layer = self.layer
+        # built outside inference mode: an inference tensor cached here would break a later backward
+        with torch.inference_mode(False), torch.no_grad():
+            ids = self._sub_ids_cpu.to(device)
+            dirs = torch.cat([layer.shapedirs, layer.expr_dirs], dim=-1)  # (V, 3, C)
+            num_pose = layer.posedirs.shape[0]
+            return {
+                "ids": ids, "v_template": layer.v_template[ids], "shapedirs": dirs[ids],
+                "posedirs": layer.posedirs.reshape(num_pose, -1, 3)[:, ids].reshape(num_pose, -1),
+                "lbs_weights": layer.lbs_weights[ids], "j_template": layer.J_regressor @ layer.v_template,
+                "j_shapedirs": torch.einsum("jv,vck->jck", layer.J_regressor, dirs),
+            }
+
+    def _smplx_joint_support_forward(self, full_pose: Tensor, betas: Tensor, expression: Tensor,
+                                     transl: Tensor) -> BodyOutput:
+        """``SMPLXLayer.forward`` (smplx ``lbs`` + landmarks + vertex joints) on the joint-support vertices.
+
+        The steps are smplx's own (``blend_shapes``, ``batch_rigid_transform``,
+        ``find_dynamic_lmk_idx_and_bcoords``, ``vertices2landmarks``, ``VertexJointSelector``) applied to
+        the buffers of :meth:`_joint_support_buffers`; ``full_pose`` is ``(B, 55, 3, 3)``.
+        """
+        from smplx.lbs import batch_rigid_transform, blend_shapes, find_dynamic_lmk_idx_and_bcoords, vertices2landmarks
+
+        layer, batch = self.layer, full_pose.shape[0]
+        key = (layer.v_template.device, layer.v_template.dtype)
+        sub = self._sub_cache.get(key)
+        if sub is None:
+            sub = self._sub_cache[key] = self._joint_support_buffers(key[0])
+        coeffs = torch.cat([betas, expression], dim=-1)
+        v_shaped = sub["v_template"] + blend_shapes(coeffs, sub["shapedirs"])  # (B, S, 3)
+        j_shaped = sub["j_template"] + blend_shapes(coeffs, sub["j_shapedirs"])  # (B, 55, 3)
+        ident = torch.eye(3, dtype=full_pose.dtype, device=full_pose.device)
+        pose_feature = (full_pose[:, 1:] - ident).reshape(batch, -1)
+        v_posed = v_shaped + (pose_feature @ sub["posedirs"]).reshape(batch, -1, 3)
+        j_posed, transforms = batch_rigid_transform(full_pose, j_shaped, layer.parents, dtype=full_pose.dtype)
+        skin = (sub["lbs_weights"] @ transforms.reshape(batch, -1, 16)).reshape(batch, -1, 4, 4)  # (B, S, 4, 4)
+        v_sub = (skin[..., :3, :3] @ v_posed[..., None])[..., 0] + skin[..., :3, 3]
+        vertices = v_sub.new_zeros(batch, self.num_vertices, 3).index_copy(1, sub["ids"], v_sub)
+        dyn_faces, dyn_bary = find_dynamic_lmk_idx_and_bcoords(
+            vertices, full_pose, layer.dynamic_lmk_faces_idx, layer.dynamic_lmk_bary_coords, layer.neck_kin_chain,
+            pose2rot=False)
+        lmk_faces = torch.cat([layer.lmk_faces_idx.unsqueeze(0).expand(batch, -1), dyn_faces], dim=1)
+        lmk_bary = torch.cat([layer.lmk_bary_coords.unsqueeze(0).expand(batch, -1, -1), dyn_bary], dim=1)
+        landmarks = vertices2landmarks(vertices, layer.faces_tensor, lmk_faces, lmk_bary)
+        joints = torch.cat([layer.vertex_joint_selector(vertices, j_posed), landmarks], dim=1)
+        joints = joints + transl[:, None]
+        vertices = vertices.index_add(1, sub["ids"], transl[:, None].expand(-1, v_sub.shape[1], -1))
+        return BodyOutput(vertices=vertices, joints=joints, kinematic_joints=joints[:, : self._num_kinematic],
+                          faces=layer.faces_tensor, vertex_ids=sub["ids"])
 
     def joints_in(self, output: BodyOutput, joint_set: str) -> Tensor:
         """``(batch, N, 3)`` joints of the named joint set (see :mod:`neuralannot_cli.body.joint_sets`).
