@@ -214,7 +214,7 @@ def fit_samples(
         done += len(idx)
         p = {k: v.detach().cpu().double().numpy() for k, v in result.params.items()}
         with torch.no_grad():
-            bo = model(**result.params)
+            bo = model(**result.params, full_mesh=False)
             tj = model.joints_in(bo, "coco_wholebody_133")[:, :23] if part == "body" else model.joints_in(bo, "hand_21")
             tp = torch.stack([targets.focal_px, targets.princpt_px], 1)
             from neuralannot_cli.camera import project_perspective

@@ -462,7 +462,7 @@ class _Problem:
         return p
 
     def joints(self, params: dict[str, Tensor] | None = None) -> Tensor:
-        out = self.model(**(params or self.params()))
+        out = self.model(**(params or self.params()), full_mesh=False)  # joints only (SMPL-X: joint-support vertices)
         return self.model.joints_in(out, self.layout.joint_set)[:, : self.layout.num_joints]
 
     def losses(self, stage: StageConfig, sigma_px: float) -> Tensor:
