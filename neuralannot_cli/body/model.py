@@ -158,7 +158,7 @@ class BodyModel(nn.Module):
         self._has_joint_support = model_type == "smplx" and self._register_joint_support()
 
     def _register_joint_support(self) -> bool:
-        """Buffers of the SMPL-X forward restricted to the vertices the joints read (``full_mesh=False``).
+        """Pick the vertices whose posed positions the joints read (for ``full_mesh=False``); True if usable.
 
         The posed positions of only these vertices enter ``BodyOutput.joints`` and every joint set:
         smplx's vertex joints (``VertexJointSelector``), the faces of the static and all dynamic face
