@@ -34,7 +34,8 @@ def test_image_cache_decodes_once_and_matches_imread(tmp_path, monkeypatch):
 
     samples = [_sample(tmp_path / f"{i}.png", i) for i in range(3)]
     plain = make_dataset(samples, [False, True, False], 32, augment=True, seed=3)
-    cached = make_dataset(samples, [False, True, False], 32, augment=True, seed=3, image_loader=ImageCache())
+    used = ImageCache()
+    cached = make_dataset(samples, [False, True, False], 32, augment=True, seed=3, image_loader=used)
     for ds in (plain, cached):
         ds.set_epoch(2)
     for i in range(3):
@@ -42,3 +43,22 @@ def test_image_cache_decodes_once_and_matches_imread(tmp_path, monkeypatch):
         for k, v in a.items():
             if isinstance(v, torch.Tensor):
                 torch.testing.assert_close(v, b[k], rtol=0, atol=0)
+    # the dataset reads through the cache (an empty cache is falsy: it must not fall back to cv2.imread)
+    assert len(used) == 3
+    calls.clear()
+    for i in range(3):
+        cached[i]
+    assert calls == []
+
+
+def test_image_cache_preload(tmp_path, monkeypatch):
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"{i}.png"
+        cv2.imwrite(str(p), np.full((8, 8, 3), i, np.uint8))
+        paths.append(p)
+    cache = ImageCache()
+    cache.preload([paths[0], str(paths[1]), paths[0], tmp_path / "missing.png"])
+    assert len(cache) == 3
+    monkeypatch.setattr(cv2, "imread", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
+    np.testing.assert_array_equal(cache(str(paths[1])), np.full((8, 8, 3), 1, np.uint8))

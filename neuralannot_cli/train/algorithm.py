@@ -242,6 +242,9 @@ class _Run:
         if not tsamples:
             raise ValueError(f"{troot}: target set {tkind} has no labelled {config.part} samples")
         self.target_samples = (tsamples, tmirror)
+        if self.image_loader is not None:  # decoded in this process: forked DataLoader workers share them
+            aux_paths = [sample.image_path for samples, _ in self.aux_samples.values() for sample in samples]
+            self.image_loader.preload(aux_paths + [sample.image_path for sample in tsamples])
         self.progress_file = Progress(self.out)
         cfg_dict = config_to_dict(config)
         if self.progress_file.exists:

@@ -19,7 +19,8 @@ change the meaning of θ* and mix left and right.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -158,9 +159,9 @@ class ImageCache:
     """``path -> (H, W, 3) BGR uint8`` like ``cv2.imread``, decoding each file once and keeping it in RAM.
 
     For sets that fit in memory (e.g. 4,000 synthetic 128-px images are ~200 MB) trained for many short epochs
-    on a GPU, where decoding every image every epoch (or re-forking DataLoader workers every epoch) costs more
-    than the training step. Use it with ``workers=0``: each worker process would fill (and lose at the end of
-    the epoch) its own copy. The arrays are read-only views; the dataset copies before writing.
+    on a GPU, where decoding every image every epoch costs more than the training step. :meth:`preload` fills it
+    in the parent process, so DataLoader workers forked for each epoch share the decoded arrays (copy-on-write)
+    instead of decoding their own copies. The arrays are read-only views; the dataset copies before writing.
     """
 
     def __init__(self) -> None:
@@ -173,6 +174,12 @@ class ImageCache:
                 img.setflags(write=False)
             self._images[path] = img
         return self._images[path]
+
+    def preload(self, paths: Iterable[str | Path]) -> None:
+        """Decode every file of ``paths`` now (each once; missing or unreadable files are left to the
+        dataset, which reports them with the sample)."""
+        for path in dict.fromkeys(str(p) for p in paths):
+            self(path)
 
     def __len__(self) -> int:
         return len(self._images)
@@ -191,7 +198,7 @@ def make_dataset(
     ``image_loader`` defaults to ``cv2.imread`` (pass an :class:`ImageCache` to decode each image once)."""
     base = CroppedSampleDataset(
         samples, input_size, augment=augment, rng_seed=seed, flip_pairs={},
-        augment_config=AugmentConfig(flip_prob=0.0), image_loader=image_loader or cv2.imread,
+        augment_config=AugmentConfig(flip_prob=0.0), image_loader=cv2.imread if image_loader is None else image_loader,
     )
     return MirroredCrops(base, mirrored)
 
