@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--lr-decay-epochs", type=int, nargs="*", default=[], help="per stage, x0.1 at each")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (training)")
     ap.add_argument("--cache-images", action="store_true", help="decode each training image once (RAM)")
+    ap.add_argument("--checkpoint-every", type=int, default=1, help="training state saved every N epochs")
     ap.add_argument("--annotate-batch-size", type=int, default=32)
     ap.add_argument("--lambda-tg", type=float, default=None, help="stage-2 pose regulariser on target samples "
                     "(default: the library's LossWeights default)")
@@ -197,7 +198,7 @@ def main() -> None:
                       seed=args.seed if args.train_seed is None else args.train_seed,
                       model_dir=str(model_dir), workers=args.workers, cache_images=args.cache_images,
                       lambda_tg=args.lambda_tg, lambda_ax=args.lambda_ax, w_2d=args.w_2d, w_root=args.w_root,
-                      augment=args.augment, prior=args.prior,
+                      augment=args.augment, prior=args.prior, checkpoint_every=args.checkpoint_every,
                       dataset_options=(("h36m", (("subjects", AUX_SUBJECTS),)),), progress=False)
     used = _loss_weights(cfg)  # the weights training resolves from cfg (part defaults + the options given)
     _log(f"train NeuralAnnot body: {s1_epochs} + {s2_epochs} epochs ...")

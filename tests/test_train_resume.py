@@ -51,3 +51,28 @@ def test_resume_matches_uninterrupted_run(tmp_path, standin_dir, body_sets):  # 
     # and the weights did change during training (the comparison is not vacuous)
     init_stage2 = load_tensors(full / "model.safetensors")
     assert any(v.dtype.is_floating_point and v.abs().sum() > 0 for v in init_stage2.values())
+
+
+def test_resume_with_checkpoint_every(tmp_path, standin_dir, body_sets):  # noqa: F811
+    # state saved every 2 epochs: a stop after stage-2 epoch 2 (state of epoch 1 on disk) replays epoch 2 on resume
+    # and still ends with the uninterrupted run's weights; metrics.jsonl keeps one line per epoch
+    kw = dict(stage1_epochs=1, stage2_epochs=4, prior="none", batch_size=4, max_samples=8, eval_samples=4,
+              checkpoint_every=2)
+    full = tmp_path / "full"
+    train(body_config(body_sets, standin_dir, full, **kw))
+    part = tmp_path / "part"
+    cfg = body_config(body_sets, standin_dir, part, **kw)
+    with pytest.raises(StopTraining):
+        train(cfg, hook=_stop_at("stage2", 2))
+    assert json.loads((part / "state" / "stage2.json").read_text())["epoch"] == 1
+    lines = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines if m["stage"] == "stage2"] == [0, 1]
+    train(body_config(body_sets, standin_dir, part, **{**kw, "checkpoint_every": 3}), resume=True)  # may change
+    a, b = load_tensors(full / "model.safetensors"), load_tensors(part / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-5, msg=k)
+    lines = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines if m["stage"] == "stage2"] == [0, 1, 2, 3]
+    assert all(m["seconds"] > 0 for m in lines if m["stage"] == "stage2")
+    assert sorted(p.name for p in (full / "state").glob("*.safetensors")) == ["stage1_h36m.e0.safetensors",
+                                                                              "stage2.e3.safetensors"]

@@ -65,8 +65,8 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers.", min=0)] = None,
     cache_images: Annotated[Optional[bool], typer.Option(
-        "--cache-images/--no-cache-images", help="Decode each image once and keep it in RAM (small sets; use "
-        "with --workers 0).")] = None,
+        "--cache-images/--no-cache-images", help="Decode each image once, before training, and keep it in RAM "
+        "(sets that fit in memory; forked --workers share it).")] = None,
     model_dir: Annotated[Optional[Path], typer.Option(
         help="Folder of SMPL-X / MANO files (else $NEURALANNOT_BODY_MODELS, the user folder, then the stand-in).",
         envvar="NEURALANNOT_BODY_MODELS", exists=True)] = None,
@@ -80,6 +80,9 @@ def train(
     stage1_canonical_joints: Annotated[Optional[bool], typer.Option(
         "--stage1-canonical-joints/--no-stage1-canonical-joints", help="Feed stage 1's pose branch the GT joints "
         "in the torso / palm frame (default; needs the root frame) instead of the camera frame.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(
+        help="Save the resumable state every N epochs (and after each step's last); a kill loses at most N-1 "
+        "epochs (default 1).", min=1)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last completed "
                                                           "epoch.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bar.")] = True,
@@ -106,7 +109,7 @@ def train(
             "device": device, "seed": seed, "workers": workers, "model_dir": str(model_dir) if model_dir else None,
             "max_samples": max_samples, "augment": augment, "progress": progress,
             "stage1_root_frame": stage1_root_frame, "stage1_canonical_joints": stage1_canonical_joints,
-            "cache_images": cache_images,
+            "cache_images": cache_images, "checkpoint_every": checkpoint_every,
         }
         cfg = config_from_options(yaml_options, cli)
     except (ValueError, FileNotFoundError, TypeError) as exc:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -73,7 +74,8 @@ from neuralannot_cli.train.inference import annotator_config, predict_with
 __all__ = ["train", "StopTraining", "TrainResult", "EpochHook"]
 
 EpochHook = Callable[[str, int], None]
-"""``hook(step, epoch)`` called after each completed (and saved) epoch; raise to stop (tests)."""
+"""``hook(step, epoch)`` called after each completed epoch (saved when ``checkpoint_every`` says so); raise to
+stop (tests)."""
 
 
 class StopTraining(Exception):
@@ -267,21 +269,31 @@ class _Run:
 
     def _epochs(self, step: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, num_epochs: int,
                 run_epoch: Callable[[int], dict[str, Any]]) -> None:
-        """Run epochs ``start..num_epochs-1`` with lr decay, per-epoch state saving and the hook."""
+        """Run epochs ``start..num_epochs-1`` with lr decay, state saving every ``checkpoint_every`` epochs (and
+        after the last) and the hook; each epoch's record gets its wall time (``seconds``)."""
         start = 0
         js = load_train_state(self.out, step, model=unwrap(model), optimizer=optimizer, scheduler=None,
                               device=self.device)
         if js is not None:
             start = int(js["epoch"]) + 1
+        every = self.config.checkpoint_every
+        pending: list[dict[str, Any]] = []  # records of epochs not yet covered by a saved state
         for epoch in range(start, num_epochs):
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(self.config, epoch)
+            t0 = time.perf_counter()
             record = run_epoch(epoch)
-            self.ctx.barrier()
-            if self.ctx.is_main:
-                save_train_state(self.out, step, epoch=epoch, model=unwrap(model), optimizer=optimizer, scheduler=None)
-            self.log.write({"stage": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **record})
-            self.ctx.barrier()
+            pending.append({"stage": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **record,
+                            "seconds": round(time.perf_counter() - t0, 3)})
+            if (epoch + 1) % every == 0 or epoch == num_epochs - 1:
+                self.ctx.barrier()
+                if self.ctx.is_main:
+                    save_train_state(self.out, step, epoch=epoch, model=unwrap(model), optimizer=optimizer,
+                                     scheduler=None)
+                for rec in pending:  # logged with their checkpoint: a resume never repeats a line
+                    self.log.write(rec)
+                pending.clear()
+                self.ctx.barrier()
             if self.hook is not None:
                 self.hook(step, epoch)
 

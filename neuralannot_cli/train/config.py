@@ -84,12 +84,17 @@ class TrainConfig:
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'`` ... (under torchrun the local rank picks the GPU).
         seed: base seed of everything random.
         workers: DataLoader workers.
-        cache_images: decode each image once and keep it in RAM for the whole run
-            (:class:`~neuralannot_cli.train.datasets.ImageCache`; small sets, with ``workers=0``).
+        cache_images: decode every image once, before training, and keep it in RAM for the whole run
+            (:class:`~neuralannot_cli.train.datasets.ImageCache`; sets that fit in memory; forked DataLoader
+            workers share the decoded images).
         model_dir: folder of the SMPL-X / MANO files (None: the usual lookup, then the stand-in).
         max_samples: keep the first N samples of each dataset (debugging).
         dataset_options: ``{kind: {option: value}}`` passed to the loaders (``subjects``, ``split``, ...).
         eval_samples: target samples used for the per-epoch 2D error in ``metrics.jsonl``.
+        checkpoint_every: save the resumable state (model + optimizer + RNG, ~140 MB for a ResNet-18) every N
+            epochs of a step and after its last epoch; a kill loses at most N - 1 epochs, which ``--resume``
+            replays exactly. The epochs' ``metrics.jsonl`` lines are written with their checkpoint (one line per
+            epoch, also across a resume). 1 suits slow epochs; on a GPU an epoch can take less than the write.
         progress: show a rich progress bar (auto-disabled when stderr is not a terminal).
     """
 
@@ -127,6 +132,7 @@ class TrainConfig:
     max_samples: int | None = None
     dataset_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     eval_samples: int = 256
+    checkpoint_every: int = 1
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -146,7 +152,8 @@ class TrainConfig:
             raise ValueError(f"backbone: expected one of {sorted(_BACKBONES)}, got {self.backbone!r}")
         if self.batch_size < 2 or self.batch_size % 2:
             raise ValueError(f"batch_size: expected an even number >= 2, got {self.batch_size}")
-        for name in ("stage1_epochs", "stage2_epochs", "prior_epochs", "input_size", "prior_dim", "eval_samples"):
+        for name in ("stage1_epochs", "stage2_epochs", "prior_epochs", "input_size", "prior_dim", "eval_samples",
+                     "checkpoint_every"):
             if int(getattr(self, name)) < (0 if name.endswith("epochs") else 1):
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -267,4 +274,5 @@ def config_from_dict(d: Mapping[str, Any]) -> TrainConfig:
 
 
 # comparisons for --resume: fields that may change between the interrupted run and its continuation
-RESUME_MUTABLE_FIELDS = frozenset({"device", "workers", "cache_images", "progress", "model_dir", "out_dir", "eval_samples"})
+RESUME_MUTABLE_FIELDS = frozenset({"device", "workers", "cache_images", "progress", "model_dir", "out_dir", "eval_samples",
+                                   "checkpoint_every"})
