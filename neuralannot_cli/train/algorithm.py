@@ -33,6 +33,7 @@ metrics; weights are never updated from a non-finite gradient either.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 import warnings
@@ -177,14 +178,17 @@ def _optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch
     """Backward + step unless the loss (on any rank) or a gradient is non-finite; returns True if stepped.
 
     The backward pass always runs (DDP needs every rank in its all-reduce; a non-finite loss on one rank makes
-    the averaged gradients non-finite on all of them); all the finiteness checks are one device-side flag and
-    one host sync per step (per-parameter ``bool()`` checks cost a GPU sync each).
+    the averaged gradients non-finite on all of them); the finiteness check is one fused max-abs over all
+    gradients (``get_total_norm(..., inf)``: inf or NaN iff some gradient element is), one device-side flag
+    and one host sync per step (per-parameter checks cost ~4 kernels per tensor, ~250 per ResNet-18 step).
     """
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    checks = [torch.isfinite(loss.detach()).reshape(1)]
-    checks += [torch.isfinite(p.grad).all().reshape(1) for p in model.parameters() if p.grad is not None]
-    bad = (~torch.cat(checks).all()).float()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    finite = torch.isfinite(loss.detach())
+    if grads:
+        finite = finite & torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=math.inf, foreach=True))
+    bad = (~finite).float().reshape(1)
     if ctx.enabled:
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
     if bad.item() > 0:
@@ -341,7 +345,7 @@ class _Run:
                                 sampler=sampler, num_workers=config.workers, drop_last=True,
                                 pin_memory=self.device.type == "cuda")
             model = wrap_ddp(net, self.ctx)
-            optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+            optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
 
             def loss_fn(model, batch):
                 batch = _to(batch, self.device)
@@ -508,7 +512,7 @@ class _Run:
         eval_loader = DL(eval_set, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
                          pin_memory=self.device.type == "cuda")
         model = wrap_ddp(net, self.ctx)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
         part, w = config.part, self.weights
 
         def loss_fn(model, batch):
