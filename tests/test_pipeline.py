@@ -360,6 +360,20 @@ def test_augmentation_is_deterministic_per_seed_and_epoch(aux_samples):
     assert d.flip_pairs is None and not any(d.augment_params(i).flip for i in range(len(d)))
 
 
+def test_persistent_workers_follow_set_epoch(aux_samples):
+    # DataLoader workers kept alive across epochs draw the augmentation of the epoch set in the parent
+    ds = CroppedSampleDataset(aux_samples, input_size=32, augment=True, rng_seed=1, flip_pairs={"aux5": [(1, 2)]})
+    loader = DataLoader(ds, batch_size=len(ds), shuffle=False, num_workers=2, persistent_workers=True)
+    seen = []
+    for epoch in (0, 1, 2):
+        ds.set_epoch(epoch)
+        batch = next(iter(loader))
+        expected = torch.stack([ds[i]["crop_affine"] for i in range(len(ds))])  # drawn here, in this process
+        torch.testing.assert_close(batch["crop_affine"], expected, rtol=0, atol=0)
+        seen.append(batch["crop_affine"])
+    assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])
+
+
 def test_missing_image_raise_and_skip(aux_samples, tmp_path):
     bad = Sample(**{**aux_samples[0].__dict__, "image_path": tmp_path / "nope.jpg"})
     ds = CroppedSampleDataset([bad, *aux_samples[1:3]], input_size=16)

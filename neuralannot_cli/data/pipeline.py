@@ -387,8 +387,9 @@ class CroppedSampleDataset(torch.utils.data.Dataset):
         scale: box enlargement of :func:`expand_box_to_aspect`.
         augment: enable scale/rotation/flip/colour jitter (:class:`AugmentConfig`).
         rng_seed: seed; the draw for item ``i`` depends only on ``(rng_seed, epoch, i)`` so it does not depend
-            on worker assignment. Call :meth:`set_epoch` before building each epoch's iterator (with
-            ``persistent_workers=True`` workers keep their copy and the epoch stays frozen).
+            on worker assignment. Call :meth:`set_epoch` before building each epoch's iterator; the epoch is
+            held in shared memory, so DataLoader workers kept alive across epochs (``persistent_workers=True``)
+            see it too.
         image_loader: ``path -> (H, W, 3) BGR uint8`` array or ``None`` (``cv2.imread`` semantics).
         flip_pairs: ``{joint_set: [(left, right), ...]}``; ``None`` looks the set up lazily in
             ``neuralannot_cli.body.joint_sets.flip_pairs``; flipping is skipped for a set without pairs.
@@ -452,14 +453,20 @@ class CroppedSampleDataset(torch.utils.data.Dataset):
             for a, b in self.flip_pairs:
                 if not (0 <= a < num_joints and 0 <= b < num_joints):
                     raise ValueError(f"flip_pairs[{joint_set!r}]: pair {(a, b)} out of range for {num_joints} joints")
-        self.epoch = 0
+        # shared with DataLoader worker processes (fork: inherited; spawn: passed as a shared-memory handle)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation draws of ``epoch`` (deterministic given ``rng_seed``)."""
-        self.epoch = int(epoch)
+        """Select the augmentation draws of ``epoch`` (deterministic given ``rng_seed``), in this process and
+        in its persistent DataLoader workers."""
+        self._epoch.fill_(int(epoch))
 
     def augment_params(self, index: int) -> AugmentParams:
         """The augmentation drawn for item ``index`` in the current epoch (identity when ``augment`` is off)."""

@@ -343,7 +343,7 @@ class _Run:
                                          seed=_step_seed(config, step), drop_last=True)
             loader = DataLoader(dataset, batch_size=max(batch // self.ctx.world_size, 2) if self.ctx.enabled else batch,
                                 sampler=sampler, num_workers=config.workers, drop_last=True,
-                                pin_memory=self.device.type == "cuda")
+                                pin_memory=self.device.type == "cuda", persistent_workers=config.workers > 0)
             model = wrap_ddp(net, self.ctx)
             optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
 
@@ -504,13 +504,15 @@ class _Run:
         mixed = MixedDataset(aux, target)
         sampler = MixedBatchSampler(len(aux), len(target), config.batch_size, seed=_step_seed(config, step),
                                     rank=self.ctx.rank, world_size=self.ctx.world_size)
+        # persistent workers: no fork per epoch (the datasets' epoch lives in shared memory, the batch sampler
+        # runs in this process)
         loader = DL(mixed, batch_sampler=sampler, collate_fn=collate_stage2, num_workers=config.workers,
-                    pin_memory=self.device.type == "cuda")
+                    pin_memory=self.device.type == "cuda", persistent_workers=config.workers > 0)
         eval_n = min(config.eval_samples, len(tsamples))
         eval_set = make_dataset(tsamples[:eval_n], tmirror[:eval_n], size, augment=False, seed=0,
                                 image_loader=self.image_loader)
         eval_loader = DL(eval_set, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
-                         pin_memory=self.device.type == "cuda")
+                         pin_memory=self.device.type == "cuda", persistent_workers=config.workers > 0)
         model = wrap_ddp(net, self.ctx)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
         part, w = config.part, self.weights
