@@ -16,9 +16,13 @@
 #   PYTHONPATH=. .venv/bin/python benchmarks/annotator_comparison.py --count 2000 --image-size 128 \
 #       --synth-only --out /tmp/prep                                # stand-in models + both sets (~2 min)
 #   mkdir -p .benchpack && tar -cf - -C /tmp/prep data models | xz -T2 -6 > .benchpack/pack.tar.xz   # ~28 MB
-# Run THERE (device tool): command `bash benchmarks/device_comparison.sh probe` (timeout_s 330), then copy its
-# baseline.tar into .benchpack/ and run `STAGE2_EPOCHS=... bash benchmarks/device_comparison.sh full`; carry
-# [".whl", ".benchpack"] both times. Logs, benchmark.json and metrics come back in $OUT.
+# Run THERE (device tool), carrying [".whl", ".benchpack"]:
+#   one call (~7 min; 15 min of device time allow one start + this + a margin):
+#     STAGE1_EPOCHS=20 STAGE2_EPOCHS=60 DECAY=50 BATCH=128 bash benchmarks/device_comparison.sh full
+#     with no .benchpack/baseline.tar: fits the baseline too (batched ~70 s and 8 per-sample fits ~75 s at ×1 on an
+#     H100 before the kinematics change of session 5), timeout_s 590, BUDGET=520;
+#   or two: `bash benchmarks/device_comparison.sh probe` (timeout_s 330), copy its baseline.tar into .benchpack/,
+#     then `full` as above (reuses the probe's baseline, ~5 min). Session 5's H100 runs G1/G2 are in the README.
 set -o pipefail
 MODE=${1:-full}
 T0=$(date +%s)
