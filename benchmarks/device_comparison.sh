@@ -23,6 +23,9 @@
 #     H100 before the kinematics change of session 5), timeout_s 590, BUDGET=520;
 #   or two: `bash benchmarks/device_comparison.sh probe` (timeout_s 330), copy its baseline.tar into .benchpack/,
 #     then `full` as above (reuses the probe's baseline, ~5 min). Session 5's H100 runs G1/G2 are in the README.
+# Larger sets: a pack of data only (`tar -cf - -C /tmp/prep4k data | xz -T2 -6 > .benchpack4k/pack.tar.xz`, 54 MB
+#   for 4,000 + 4,000; the carried tree must stay under 64 MiB: carry [".whl", ".benchpack4k"]) with
+#   PACK=.benchpack4k/pack.tar.xz COUNT=4000; the stand-in models are rebuilt there (make_standin is deterministic).
 set -o pipefail
 MODE=${1:-full}
 T0=$(date +%s)
@@ -36,6 +39,9 @@ else
 fi
 export PYTHONUNBUFFERED=1
 mkdir -p $W/bench && xz -T8 -dc "${PACK:-.benchpack/pack.tar.xz}" | tar -xf - -C $W/bench || exit 4
+if [ ! -d $W/bench/models ]; then  # a pack of data only: the stand-in models are deterministic, rebuild them
+  python3 -c "from neuralannot_cli.body.standin import make_standin; make_standin('$W/bench/models')" || exit 6
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 echo "setup $(( $(date +%s) - T0 )) s"
