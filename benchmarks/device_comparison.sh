@@ -18,8 +18,9 @@
 #   mkdir -p .benchpack && tar -cf - -C /tmp/prep data models | xz -T2 -6 > .benchpack/pack.tar.xz   # ~28 MB
 # Run THERE (device tool), carrying [".whl", ".benchpack"]:
 #   one call (~7 min; 15 min of device time allow one start + this + a margin):
-#     STAGE1_EPOCHS=20 STAGE2_EPOCHS=60 DECAY=50 BATCH=256 bash benchmarks/device_comparison.sh full
-#     (session 5: batch 128 = H100 run G2, 104.4 mm in 254 s of training; batch 256 gave 102.8 mm on the CPU)
+#     STAGE1_EPOCHS=20 STAGE2_EPOCHS=80 DECAY=70 BATCH=256 bash benchmarks/device_comparison.sh full
+#     (session 5: on the CPU this recipe gave target PA-MPJPE 91.9 mm = 0.63x, aux 0.29x; 1,340 steps, vs the
+#     H100 runs G1 (1,240 steps, 134.8 s of training, 130.8x) and G2 (2,160 steps, 104.4 mm, 69.9x))
 #     with no .benchpack/baseline.tar: fits the baseline too (batched ~70 s and 8 per-sample fits ~75 s at ×1 on an
 #     H100 before the kinematics change of session 5), timeout_s 590, BUDGET=520;
 #   or two: `bash benchmarks/device_comparison.sh probe` (timeout_s 330), copy its baseline.tar into .benchpack/,
