@@ -21,14 +21,18 @@ def _stop_at(step: str, epoch: int):
     return hook
 
 
+def _uninterrupted_then_config(tmp_path, standin_dir, body_sets, **kw):
+    """Train the uninterrupted run into ``tmp_path/full``; return it and the config of the run to interrupt."""
+    full = tmp_path / "full"
+    train(body_config(body_sets, standin_dir, full, **kw))
+    part = tmp_path / "part"
+    return full, part, body_config(body_sets, standin_dir, part, **kw)
+
+
 def test_resume_matches_uninterrupted_run(tmp_path, standin_dir, body_sets):  # noqa: F811
     # tiny: 8 samples, batch 4 -> 2 steps per epoch; stop inside stage 1 and inside stage 2
     kw = dict(stage1_epochs=2, stage2_epochs=2, prior="learned", batch_size=4, max_samples=8, eval_samples=4)
-    full = tmp_path / "full"
-    train(body_config(body_sets, standin_dir, full, **kw))
-
-    part = tmp_path / "part"
-    cfg = body_config(body_sets, standin_dir, part, **kw)
+    full, part, cfg = _uninterrupted_then_config(tmp_path, standin_dir, body_sets, **kw)
     with pytest.raises(StopTraining):
         train(cfg, hook=_stop_at("stage1_h36m", 0))
     state = json.loads((part / "state" / "stage1_h36m.json").read_text())
@@ -58,10 +62,7 @@ def test_resume_with_checkpoint_every(tmp_path, standin_dir, body_sets):  # noqa
     # and still ends with the uninterrupted run's weights; metrics.jsonl keeps one line per epoch
     kw = dict(stage1_epochs=1, stage2_epochs=4, prior="none", batch_size=4, max_samples=8, eval_samples=4,
               checkpoint_every=2)
-    full = tmp_path / "full"
-    train(body_config(body_sets, standin_dir, full, **kw))
-    part = tmp_path / "part"
-    cfg = body_config(body_sets, standin_dir, part, **kw)
+    full, part, cfg = _uninterrupted_then_config(tmp_path, standin_dir, body_sets, **kw)
     with pytest.raises(StopTraining):
         train(cfg, hook=_stop_at("stage2", 2))
     assert json.loads((part / "state" / "stage2.json").read_text())["epoch"] == 1
