@@ -4,8 +4,9 @@
 joints' transforms relative to their rest positions, which linear blend skinning applies to the vertices),
 but composes the world transforms of all joints of one tree depth in one batched matrix product instead of
 one joint at a time. SMPL-X has 55 joints in 11 depths: the chain's forward dispatches ~110 operations
-instead of ~510 (counted with a dispatch mode; each is a kernel launch on a GPU), and its backward shrinks alike. smplx's loop also reads ``parents[i]`` from a tensor
-(a host sync per joint when the tree lives on a GPU); the levels here are plain index tensors built once.
+instead of ~510 (counted with a dispatch mode; each is a kernel launch on a GPU), and its backward shrinks
+alike. smplx's loop also reads ``parents[i]`` from a tensor (a host sync per joint when the tree lives on a
+GPU); the levels here are plain index tensors built once.
 
 Pure math: no ``nn.Module``; the tree structure is a :class:`KinematicLevels` built by
 :func:`kinematic_levels` from the model's ``parents`` array (``parents[0] = -1``; any order of the others).
@@ -29,7 +30,7 @@ class KinematicLevels:
 
     Attributes:
         num_joints: ``J``.
-        parents: ``(J,)`` int64, ``-1`` for the root.
+        child_parents: ``(J - 1,)`` int64, the parents of joints ``1..J-1`` (joint 0 is the root).
         levels: per depth ``d``, the ``(n_d,)`` joint ids at that depth (depth 0 = the root alone).
         parent_pos: per depth ``d >= 1``, ``(n_d,)`` positions of their parents within ``levels[d - 1]``
             (``parent_pos[0]`` is empty).
@@ -37,14 +38,10 @@ class KinematicLevels:
     """
 
     num_joints: int
-    parents: Tensor
+    child_parents: Tensor
     levels: tuple[Tensor, ...]
     parent_pos: tuple[Tensor, ...]
     order_inv: Tensor
-
-    def to(self, device: torch.device | str) -> KinematicLevels:
-        return KinematicLevels(self.num_joints, self.parents.to(device), tuple(t.to(device) for t in self.levels),
-                               tuple(t.to(device) for t in self.parent_pos), self.order_inv.to(device))
 
 
 def kinematic_levels(parents: Sequence[int] | Tensor, device: torch.device | str = "cpu") -> KinematicLevels:
@@ -81,7 +78,7 @@ def kinematic_levels(parents: Sequence[int] | Tensor, device: torch.device | str
     def t(values: list[int]) -> Tensor:
         return torch.tensor(values, dtype=torch.long, device=device)
 
-    return KinematicLevels(num_joints=num, parents=t(par), levels=tuple(t(level) for level in by_depth),
+    return KinematicLevels(num_joints=num, child_parents=t(par[1:]), levels=tuple(t(level) for level in by_depth),
                            parent_pos=(t([]),) + tuple(t([pos[par[j]] for j in level]) for level in by_depth[1:]),
                            order_inv=t(order_inv))
 
@@ -106,9 +103,7 @@ def rigid_transforms(rotmats: Tensor, rest_joints: Tensor, tree: KinematicLevels
                          f"{tuple(rest_joints.shape)}")
     batch = rotmats.shape[0]
     # translation of each joint relative to its parent, at rest (the root's: its own position)
-    parent_joints = rest_joints[:, tree.parents.clamp_min(0)]
-    is_child = (tree.parents >= 0).to(rest_joints.dtype)[None, :, None]
-    rel = rest_joints - parent_joints * is_child
+    rel = torch.cat([rest_joints[:, :1], rest_joints[:, 1:] - rest_joints[:, tree.child_parents]], dim=1)
     local = torch.cat([F.pad(rotmats, [0, 0, 0, 1]), F.pad(rel[..., None], [0, 0, 0, 1], value=1.0)],
                       dim=-1)  # (B, J, 4, 4), bottom row (0, 0, 0, 1)
     world = [local[:, tree.levels[0]]]
