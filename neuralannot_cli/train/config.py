@@ -274,5 +274,5 @@ def config_from_dict(d: Mapping[str, Any]) -> TrainConfig:
 
 
 # comparisons for --resume: fields that may change between the interrupted run and its continuation
-RESUME_MUTABLE_FIELDS = frozenset({"device", "workers", "cache_images", "progress", "model_dir", "out_dir", "eval_samples",
-                                   "checkpoint_every"})
+RESUME_MUTABLE_FIELDS = frozenset({"device", "workers", "cache_images", "progress", "model_dir", "out_dir",
+                                   "eval_samples", "checkpoint_every"})

@@ -160,8 +160,8 @@ class ImageCache:
 
     For sets that fit in memory (e.g. 4,000 synthetic 128-px images are ~200 MB) trained for many short epochs
     on a GPU, where decoding every image every epoch costs more than the training step. :meth:`preload` fills it
-    in the parent process, so DataLoader workers forked for each epoch share the decoded arrays (copy-on-write)
-    instead of decoding their own copies. The arrays are read-only views; the dataset copies before writing.
+    in the parent process, so forked DataLoader workers share the decoded arrays (copy-on-write) instead of
+    decoding their own copies. The arrays are read-only views; the dataset copies before writing.
     """
 
     def __init__(self) -> None:
