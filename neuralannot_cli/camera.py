@@ -83,8 +83,13 @@ def _check_points(x: object, last: int, name: str, fn: str) -> torch.Tensor:
 
 
 def _like(value: object, ref: torch.Tensor, name: str, fn: str, last: int | None = None) -> torch.Tensor:
-    """Turn a float / tuple / tensor into a tensor of ``ref``'s dtype and device; check the trailing dim."""
-    t = torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
+    """Turn a float / tuple / tensor into a tensor of ``ref``'s dtype and device; check the trailing dim.
+
+    A Python number becomes a ``torch.full`` (a fill kernel, no host-to-device copy: CUDA-graph safe)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        t = torch.full((), float(value), dtype=ref.dtype, device=ref.device)
+    else:
+        t = torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
     if last is not None and (t.dim() < 1 or t.shape[-1] != last):
         raise ValueError(f"{fn}: {name} must have shape (..., {last}), got {tuple(t.shape)}")
     return t

@@ -263,15 +263,22 @@ def _root_indices(root: int | tuple[int, int], num_joints: int, fn: str) -> tupl
     return idx
 
 
+def _take(x: torch.Tensor, idx: tuple[int, ...]) -> torch.Tensor:
+    """``x[:, idx]`` by slices (a Python-list index is a host-to-device upload on every call)."""
+    n = x.shape[1]
+    return torch.cat([x[:, i % n : i % n + 1] for i in idx], dim=1)
+
+
 def _root_point(joints: torch.Tensor, root: int | tuple[int, int], fn: str) -> torch.Tensor:
     idx = _root_indices(root, joints.shape[1], fn)
-    return joints[:, list(idx)].mean(dim=1, keepdim=True)
+    return _take(joints, idx).mean(dim=1, keepdim=True)
 
 
 def _root_conf(conf: torch.Tensor, target: torch.Tensor, root: int | tuple[int, int], fn: str) -> torch.Tensor:
     """``(batch,)`` bool: the target root (all its joints) is present and finite."""
-    idx = list(_root_indices(root, target.shape[1], fn))
-    ok = torch.isfinite(conf[:, idx]) & (conf[:, idx] > 0) & torch.isfinite(target[:, idx]).all(dim=-1)
+    idx = _root_indices(root, target.shape[1], fn)
+    c = _take(conf, idx)
+    ok = torch.isfinite(c) & (c > 0) & torch.isfinite(_take(target, idx)).all(dim=-1)
     return ok.all(dim=-1)
 
 

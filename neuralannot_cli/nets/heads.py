@@ -217,6 +217,8 @@ class Stage1Net(nn.Module):
                 raise ValueError(f"Stage1Net: root_frame needs >= 3 joint indices in [0, {self.num_input_joints}) "
                                  f"and rest joints of shape ({len(idx)}, 3); got {idx} and {tuple(rest.shape)}")
             self.root_frame_idx = idx
+            # the same indices on the module's device (a Python-list index is uploaded on every call)
+            self.register_buffer("root_frame_index", torch.tensor(idx, dtype=torch.long), persistent=False)
             self.register_buffer("root_frame_rest_m", rest.clone())
             self.register_buffer("root_frame_fallback", rotvec_to_rotmat(
                 torch.tensor(self.spec.init_root_rotvec, dtype=torch.float64)).float())
@@ -265,7 +267,7 @@ class Stage1Net(nn.Module):
         joints = torch.where(valid, joints_3d_rel_m, torch.zeros_like(joints_3d_rel_m))
         frame = None
         if self.root_frame_idx is not None:
-            idx = list(self.root_frame_idx)
+            idx = self.root_frame_index
             weights = valid[:, idx, 0].to(joints.dtype)
             frame = frame_rotmat_from_joints(self.root_frame_rest_m, joints[:, idx], weights, self.root_frame_fallback)
         pose_in = joints @ frame.to(joints.dtype) if self.canonical_joints else joints  # rows: R^T x

@@ -55,6 +55,7 @@ from neuralannot_cli.train.checkpoint import (
     save_train_state,
 )
 from neuralannot_cli.train.config import RESUME_MUTABLE_FIELDS, TrainConfig, config_to_dict
+from neuralannot_cli.train.cuda_graphs import LossRunner
 from neuralannot_cli.train.datasets import (
     AUX_JOINT_SET,
     ROOT_FRAME_JOINTS,
@@ -69,8 +70,10 @@ from neuralannot_cli.train.datasets import (
 )
 from neuralannot_cli.train.distributed import DistContext, cleanup_distributed, setup_distributed, unwrap, wrap_ddp
 from neuralannot_cli.evaluate.metrics import procrustes_align
-from neuralannot_cli.train.geometry import body_forward, crop_transl, project_crop_px
+from neuralannot_cli.train.geometry import body_forward
 from neuralannot_cli.train.inference import annotator_config, predict_with
+from neuralannot_cli.train.steps import (STAGE1_PARTS, STAGE2_PARTS, Stage1Loss, Stage2Loss, stage1_inputs,
+                                         stage2_inputs)
 
 __all__ = ["train", "StopTraining", "TrainResult", "EpochHook"]
 
@@ -226,6 +229,9 @@ class _Run:
         self.device = self.ctx.device
         self.out = Path(config.out_dir)
         self.weights = _loss_weights(config)
+        self.use_cuda_graphs = config.cuda_graphs and self.device.type == "cuda" and not self.ctx.enabled
+        if config.cuda_graphs and self.ctx.enabled:
+            warnings.warn("cuda_graphs: not used under DDP (torchrun); training runs eagerly", stacklevel=2)
         self.model_type = "smplx" if config.part == "body" else "mano"
         self.body_model = load_body_model(self.model_type, model_dir=config.model_dir, device=self.device)
         for p in self.body_model.parameters():
@@ -301,29 +307,35 @@ class _Run:
             if self.hook is not None:
                 self.hook(step, epoch)
 
-    def _train_loop(self, step: str, epoch: int, loader: Iterable, model, optimizer, loss_fn) -> dict[str, Any]:
+    def _train_loop(self, step: str, epoch: int, loader: Iterable, model, optimizer, loss_fn,
+                    runner: LossRunner) -> dict[str, Any]:
         model.train()
         sums: dict[str, torch.Tensor] = {}  # on the device: read once per epoch (no per-step host sync)
         n = skipped = 0
+        graph_calls = runner.graph_calls
         with self.log.progress(f"{step} epoch {epoch}", len(loader)) as bar:  # type: ignore[arg-type]
             for batch in loader:
                 loss, parts = loss_fn(model, batch)
                 if _optimizer_step(loss, model, optimizer, self.ctx):
                     n += 1
                     for k, v in {"loss": loss.detach(), **parts}.items():
-                        v = v.detach().double()
+                        # a copy: a graph replay's outputs are overwritten by the next replay
+                        v = v.detach().to(torch.float64, copy=True)
                         sums[k] = sums[k] + v if k in sums else v
                 else:
                     skipped += 1
                     warnings.warn(f"{step} epoch {epoch}: non-finite loss or gradient, step skipped", stacklevel=2)
                 if bar.active:
                     bar.update({k: float(v) / max(n, 1) for k, v in sums.items() if k in ("loss", "kp2d", "kp3d")})
-        return {**{k: float(v) / max(n, 1) for k, v in sums.items()}, "steps": n, "skipped_steps": skipped}
+        record: dict[str, Any] = {**{k: float(v) / max(n, 1) for k, v in sums.items()}, "steps": n,
+                                  "skipped_steps": skipped}
+        if runner.enabled:
+            record["cuda_graph_steps"] = runner.graph_calls - graph_calls
+        return record
 
     # ------------------------------------------------------------------------------------------ stage 1
 
     def stage1(self, kind: str) -> None:
-        from neuralannot_cli.losses import loss_aux
         from neuralannot_cli.nets.heads import Stage1Net
 
         config, step = self.config, f"stage1_{kind}"
@@ -347,20 +359,17 @@ class _Run:
             model = wrap_ddp(net, self.ctx)
             optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
 
+            runner = LossRunner(self.use_cuda_graphs)
+
             def loss_fn(model, batch):
-                batch = _to(batch, self.device)
-                gt_m = batch["joints_3d_cam_mm"].float() / 1000.0
-                conf = batch["has_3d"].float()[:, None].expand(gt_m.shape[:2])
-                gt_rel = gt_m - gt_m[:, root : root + 1]
-                out = model(batch["image"], gt_rel, conf)
-                joints = self.body_model.joints_in(
-                    body_forward(self.body_model, config.part, out.root_rotvec, out.pose_rotvecs, out.betas), joint_set)
-                return loss_aux(joints, gt_m, conf, out.pose_rotvecs, root=root, weights=self.weights)
+                total, parts = runner(joint_set, lambda: Stage1Loss(model, self.body_model, config.part, joint_set,
+                                                                     self.weights), stage1_inputs(batch, self.device))
+                return total, dict(zip(STAGE1_PARTS, parts.unbind()))
 
             def run_epoch(epoch: int) -> dict[str, Any]:
                 sampler.set_epoch(epoch)
                 dataset.set_epoch(epoch)
-                return self._train_loop(step, epoch, loader, model, optimizer, loss_fn)
+                return self._train_loop(step, epoch, loader, model, optimizer, loss_fn, runner)
 
             self._epochs(step, model, optimizer, config.stage1_epochs, run_epoch)
             if self.ctx.is_main:
@@ -478,10 +487,7 @@ class _Run:
         from torch.utils.data import DataLoader as DL
 
         from neuralannot_cli.data.sampler import MixedBatchSampler, MixedDataset
-        from neuralannot_cli.losses import (keypoint_3d_l1_root_aligned, keypoint_l1, param_l1, pose_sq_reg,
-                                            root_rotmat_l1, shape_sq_reg)
         from neuralannot_cli.nets.heads import Stage2Net
-        from neuralannot_cli.rotation import rot6d_to_rotmat, rotvec_to_rotmat
 
         config, step, size = self.config, "stage2", self.config.input_size
         _seed_everything(_step_seed(config, step))
@@ -515,58 +521,20 @@ class _Run:
                          pin_memory=self.device.type == "cuda", persistent_workers=config.workers > 0)
         model = wrap_ddp(net, self.ctx)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
-        part, w = config.part, self.weights
+        runner = LossRunner(self.use_cuda_graphs)
+        with_root = self.weights.w_root > 0
 
         def loss_fn(model, batch):
-            groups = [_to(g, self.device) for g in batch["aux"]]
-            tgt = _to(batch["target"], self.device)
-            subs = [*groups, tgt]
-            images = torch.cat([g["image"] for g in subs])
-            out = model(images, prior) if prior is not None else model(images)
-            focal = torch.cat([g["focal_crop_px"] for g in subs]).float()
-            princpt = torch.cat([g["princpt_crop_px"] for g in subs]).float()
-            transl = crop_transl(out.cam_sxy, focal, princpt, size)
-            bo = body_forward(self.body_model, part, out.root_rotvec, out.pose_rotvecs, out.betas, transl)
-            kp2d_terms, kp3d_terms, param_terms, root_terms = [], [], [], []
-            start = 0
-            for g in subs:
-                b = g["image"].shape[0]
-                sl = slice(start, start + b)
-                start += b
-                jset = g["joint_set"][0]
-                if g is tgt:
-                    from neuralannot_cli.train.inference import target_joints
-
-                    joints = target_joints(self.body_model, part, bo)[sl]
-                else:
-                    joints = self.body_model.joints_in(bo, jset)[sl]
-                uv = project_crop_px(joints, focal[sl], princpt[sl])
-                kp2d_terms.append(keypoint_l1(uv / size, g["keypoints_2d_crop_px"] / size, g["keypoints_conf"]))
-                if g is not tgt:
-                    gt_m = g["joints_3d_cam_mm"].float() / 1000.0
-                    conf3 = g["has_3d"].float()[:, None].expand(gt_m.shape[:2])
-                    kp3d_terms.append(keypoint_3d_l1_root_aligned(joints, gt_m, conf3, ROOT_JOINT[jset]))
-                    param_terms.append(param_l1(out.pose_rotvecs[sl], g["pose_rotvecs_star"].float()))
-                    if w.w_root > 0:
-                        star = g["cam_aug_rotmat"].float() @ rotvec_to_rotmat(g["root_rotvec_star"].float())
-                        root_terms.append(root_rotmat_l1(rot6d_to_rotmat(out.root_rot6d[sl]), star))
-            nt = tgt["image"].shape[0]
-            reg = pose_sq_reg(out.pose_rotvecs[-nt:])
-            kp2d = torch.stack(kp2d_terms).mean()
-            kp3d = torch.stack(kp3d_terms).mean() if kp3d_terms else kp2d.new_zeros(())
-            param = torch.stack(param_terms).mean() if param_terms else kp2d.new_zeros(())
-            root_l1 = torch.stack(root_terms).mean() if root_terms else kp2d.new_zeros(())
-            shape = shape_sq_reg(out.betas)
-            total = (w.w_2d * kp2d + w.lambda_tg * reg + w.w_3d * kp3d + w.w_param * param
-                     + w.w_root * root_l1 + w.w_shape * shape)
-            return total, {"kp2d": kp2d.detach(), "pose_reg": reg.detach(), "kp3d": kp3d.detach(),
-                           "param": param.detach(), "root": root_l1.detach(), "shape_reg": shape.detach()}
+            groups, inputs = stage2_inputs(batch, self.device, with_root=with_root)
+            total, parts = runner(groups, lambda: Stage2Loss(model, prior, self.body_model, config.part, size,
+                                                             self.weights, groups, with_root=with_root), inputs)
+            return total, dict(zip(STAGE2_PARTS, parts.unbind()))
 
         def run_epoch(epoch: int) -> dict[str, Any]:
             sampler.set_epoch(epoch)
             aux.set_epoch(epoch)
             target.set_epoch(epoch)
-            record = self._train_loop(step, epoch, loader, model, optimizer, loss_fn)
+            record = self._train_loop(step, epoch, loader, model, optimizer, loss_fn, runner)
             record.update(self.target_2d_error(unwrap(model), prior, eval_loader))
             return record
 

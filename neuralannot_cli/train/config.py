@@ -95,6 +95,9 @@ class TrainConfig:
             epochs of a step and after its last epoch; a kill loses at most N - 1 epochs, which ``--resume``
             replays exactly. The epochs' ``metrics.jsonl`` lines are written with their checkpoint (one line per
             epoch, also across a resume). 1 suits slow epochs; on a GPU an epoch can take less than the write.
+        cuda_graphs: replay each training step's loss forward and backward from a CUDA graph
+            (:mod:`~neuralannot_cli.train.cuda_graphs`; single-process CUDA training; eager under DDP, on the CPU,
+            or after a failed capture). Same numbers as eager, far fewer kernel launches.
         progress: show a rich progress bar (auto-disabled when stderr is not a terminal).
     """
 
@@ -133,6 +136,7 @@ class TrainConfig:
     dataset_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     eval_samples: int = 256
     checkpoint_every: int = 1
+    cuda_graphs: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -158,6 +162,8 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr: expected > 0, got {self.lr}")
+        if self.cuda_graphs and not str(self.device).startswith("cuda"):
+            raise ValueError(f"cuda_graphs: needs a CUDA device (--device cuda), got device {self.device!r}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples: expected >= 1, got {self.max_samples}")
         if self.prior not in PRIOR_NAMES and not Path(self.prior).is_file():
@@ -275,4 +281,4 @@ def config_from_dict(d: Mapping[str, Any]) -> TrainConfig:
 
 # comparisons for --resume: fields that may change between the interrupted run and its continuation
 RESUME_MUTABLE_FIELDS = frozenset({"device", "workers", "cache_images", "progress", "model_dir", "out_dir",
-                                   "eval_samples", "checkpoint_every"})
+                                   "eval_samples", "checkpoint_every", "cuda_graphs"})
