@@ -111,6 +111,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (training)")
     ap.add_argument("--cache-images", action="store_true", help="decode each training image once (RAM)")
     ap.add_argument("--checkpoint-every", type=int, default=1, help="training state saved every N epochs")
+    ap.add_argument("--cuda-graphs", action="store_true", help="training steps replayed from CUDA graphs "
+                    "(TrainConfig.cuda_graphs; --device cuda)")
     ap.add_argument("--annotate-batch-size", type=int, default=32)
     ap.add_argument("--lambda-tg", type=float, default=None, help="stage-2 pose regulariser on target samples "
                     "(default: the library's LossWeights default)")
@@ -199,7 +201,8 @@ def main() -> None:
                       model_dir=str(model_dir), workers=args.workers, cache_images=args.cache_images,
                       lambda_tg=args.lambda_tg, lambda_ax=args.lambda_ax, w_2d=args.w_2d, w_root=args.w_root,
                       augment=args.augment, prior=args.prior, checkpoint_every=args.checkpoint_every,
-                      dataset_options=(("h36m", (("subjects", AUX_SUBJECTS),)),), progress=False)
+                      cuda_graphs=args.cuda_graphs, dataset_options=(("h36m", (("subjects", AUX_SUBJECTS),)),),
+                      progress=False)
     used = _loss_weights(cfg)  # the weights training resolves from cfg (part defaults + the options given)
     _log(f"train NeuralAnnot body: {s1_epochs} + {s2_epochs} epochs ...")
     t0 = time.perf_counter()
@@ -207,6 +210,9 @@ def main() -> None:
     train_s = time.perf_counter() - t0
     theta_rec = next((m for m in result.metrics if str(m.get("stage", "")).startswith("theta_star")), {})
     last_s2 = [m for m in result.metrics if m.get("stage") == "stage2"][-1:] or [{}]
+    train_steps = sum(int(m.get("steps", 0)) for m in result.metrics if "seconds" in m)
+    graph_steps = sum(int(m.get("cuda_graph_steps", 0)) for m in result.metrics if "seconds" in m)
+    graphs_note = f", CUDA graphs: {graph_steps} of {train_steps} steps replayed" if args.cuda_graphs else ""
     _log(f"trained in {train_s:.1f} s; stage-1 theta* MPJPE {theta_rec.get('theta_star_mpjpe_mm', float('nan')):.1f} "
          f"mm; last stage-2 target 2D error {last_s2[0].get('target_2d_err_px', float('nan')):.2f} px")
 
@@ -336,7 +342,7 @@ def main() -> None:
         f"NeuralAnnot time = training {train_s:.1f} s (stage 1 + prior + stage 2, {s1_epochs}+{s2_epochs} epochs, "
         f"resnet18, input {args.input_size}, batch {args.batch_size}, lr {args.lr:g}, lambda_tg {used.lambda_tg:g}, "
         f"w_2d {used.w_2d:g}, lambda_ax {used.lambda_ax:g}, w_root {used.w_root:g}, "
-        f"augment {'on' if args.augment else 'off'}, prior {args.prior}; stage-1 theta* on the aux set: "
+        f"augment {'on' if args.augment else 'off'}, prior {args.prior}{graphs_note}; stage-1 theta* on the aux set: "
         f"MPJPE {theta_rec.get('theta_star_mpjpe_mm', float('nan')):.1f} mm) + annotating the target set {na_tgt_s:.1f} s ({n / na_tgt_s:.1f} img/s); "
         f"aux set annotation {na_aux_s:.1f} s (not counted)",
         f"baseline: 2D keypoints only on both sets (no --use-3d), iterations x{args.fit_iterations_scale:g}, "

@@ -16,13 +16,17 @@
 #   PYTHONPATH=. .venv/bin/python benchmarks/annotator_comparison.py --count 2000 --image-size 128 \
 #       --synth-only --out /tmp/prep                                # stand-in models + both sets (~2 min)
 #   mkdir -p .benchpack && tar -cf - -C /tmp/prep data models | xz -T2 -6 > .benchpack/pack.tar.xz   # ~28 MB
+#   and the test runner for the GPU tests: `... -d .whl pytest pluggy iniconfig packaging pygments` (same flags)
 # Run THERE (device tool), carrying [".whl", ".benchpack"]:
-#   one call (~7 min; 15 min of device time allow one start + this + a margin):
-#     STAGE1_EPOCHS=20 STAGE2_EPOCHS=80 DECAY=70 BATCH=256 bash benchmarks/device_comparison.sh full
+#   one call (~7 min; 15 min of device time allow one start + this + a margin), timeout_s 590:
+#     STAGE1_EPOCHS=20 STAGE2_EPOCHS=80 DECAY=70 BATCH=256 BUDGET=440 bash benchmarks/device_comparison.sh full
+#     It first runs tests/test_cuda_graphs.py (graph steps == eager steps) and benchmarks/train_step.py (ms per
+#     stage-2 step, eager vs CUDA graphs), then the comparison with --cuda-graphs (CUDA_GRAPHS=0: eager). A
+#     failed capture warns and trains eagerly, so the comparison still finishes.
 #     (session 5: on the CPU this recipe gave target PA-MPJPE 91.9 mm = 0.63x, aux 0.29x; 1,340 steps, vs the
-#     H100 runs G1 (1,240 steps, 134.8 s of training, 130.8x) and G2 (2,160 steps, 104.4 mm, 69.9x))
-#     with no .benchpack/baseline.tar: fits the baseline too (batched ~70 s and 8 per-sample fits ~75 s at ×1 on an
-#     H100 before the kinematics change of session 5), timeout_s 590, BUDGET=520;
+#     H100 runs G1 (1,240 eager steps, 134.8 s of training, 130.8x) and G2 (2,160 steps, 104.4 mm, 69.9x))
+#     with no .benchpack/baseline.tar: fits the baseline too (batched ~70 s and 8 per-sample fits ~75 s at x1 on an
+#     H100 before the kinematics change of session 5);
 #   or two: `bash benchmarks/device_comparison.sh probe` (timeout_s 330), copy its baseline.tar into .benchpack/,
 #     then `full` as above (reuses the probe's baseline, ~5 min). Session 5's H100 runs G1/G2 are in the README.
 # Larger sets: a pack of data only (`tar -cf - -C /tmp/prep4k data | xz -T2 -6 > .benchpack4k/pack.tar.xz`, 54 MB
@@ -88,11 +92,19 @@ EOF
 fi
 
 # full
+if [ "$DEV" = cuda ] && [ "${CUDA_GRAPHS:-1}" = 1 ]; then
+  timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py > "$OUT/graph_tests.log" 2>&1
+  echo "graph tests rc $?"; tail -3 "$OUT/graph_tests.log"
+  timeout 120 python3 -W ignore benchmarks/train_step.py --batch-sizes 128 256 --steps 20 --model-dir $W/bench/models \
+    --threads 8 2>&1 | tee "$OUT/train_step.log" | tail -4
+  echo "step benchmark rc $? at $(( $(date +%s) - T0 )) s"
+fi
 EXTRA=()
+[ "$DEV" = cuda ] && [ "${CUDA_GRAPHS:-1}" = 1 ] && EXTRA=(--cuda-graphs)
 BASELINE=${BASELINE:-.benchpack/baseline.tar}
 if [ -f "$BASELINE" ]; then
   mkdir -p $W/prev && tar -xf "$BASELINE" -C $W/prev || exit 5
-  EXTRA=(--baseline-from $W/prev)
+  EXTRA+=(--baseline-from $W/prev)
 fi
 mkdir -p $W/run && ln -s $W/bench/data $W/run/data && ln -s $W/bench/models $W/run/models
 timeout "${BUDGET:-480}" python3 -W ignore benchmarks/annotator_comparison.py "${COMMON[@]}" --out $W/run \
@@ -101,6 +113,7 @@ timeout "${BUDGET:-480}" python3 -W ignore benchmarks/annotator_comparison.py "$
   > "$OUT/bench.log" 2>&1
 rc=$?
 grep -v -i "warn" "$OUT/bench.log" | tail -30
+grep -i "capture failed" "$OUT/bench.log" | head -2
 cp $W/run/benchmark.json $W/run/runs/body/metrics.jsonl "$OUT/" 2>/dev/null
 echo "benchmark rc $rc at $(( $(date +%s) - T0 )) s"
 exit $rc
