@@ -62,3 +62,54 @@ def test_image_cache_preload(tmp_path, monkeypatch):
     assert len(cache) == 3
     monkeypatch.setattr(cv2, "imread", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
     np.testing.assert_array_equal(cache(str(paths[1])), np.full((8, 8, 3), 1, np.uint8))
+
+
+def test_crop_store_items_equal_fresh_ones_and_are_computed_once(tmp_path):
+    """MemoizedCrops (augmentation off): the same items as a plain dataset, each computed once, shared by every
+    dataset over the same store (also a prefix of the samples), unaffected by what callers add to an item."""
+    import pytest
+
+    from neuralannot_cli.train.datasets import CropStore, MemoizedCrops
+
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 255, (64, 80, 3), dtype=np.uint8))
+    samples = [_sample(str(tmp_path / f"{i}.png"), i) for i in range(4)]
+    mirrored = [False, True, False, True]
+    reads = []
+
+    def loader(path):
+        reads.append(path)
+        return cv2.imread(path)
+
+    plain = make_dataset(samples, mirrored, 32, augment=False, seed=0)
+    store = CropStore(len(samples))
+    memo = make_dataset(samples, mirrored, 32, augment=False, seed=5, image_loader=loader, crop_store=store)
+    assert isinstance(memo, MemoizedCrops) and len(store) == 0
+    for epoch in range(3):
+        memo.set_epoch(epoch)
+        for i in range(4):
+            a, b = plain[i], memo[i]
+            assert a.keys() == b.keys()
+            for k, v in a.items():
+                if isinstance(v, torch.Tensor):
+                    torch.testing.assert_close(b[k], v, rtol=0, atol=0)
+    assert sorted(reads) == sorted(s.image_path for s in samples)  # each image read once over 3 epochs
+    item = memo[1]
+    item["extra"] = 1
+    assert "extra" not in memo[1]
+    prefix = make_dataset(samples[:2], mirrored[:2], 32, augment=False, seed=0, image_loader=loader, crop_store=store)
+    reads.clear()
+    torch.testing.assert_close(prefix[-1]["image"], plain[1]["image"], rtol=0, atol=0)
+    assert reads == [] and len(prefix) == 2
+    with pytest.raises(IndexError):
+        prefix[2]
+
+    fresh = CropStore(4)
+    pre = make_dataset(samples, mirrored, 32, augment=False, seed=0, crop_store=fresh)
+    pre.preload()
+    assert len(fresh) == 4
+    with pytest.raises(ValueError, match="augment=False"):
+        make_dataset(samples, mirrored, 32, augment=True, seed=0, crop_store=CropStore(4))
+    with pytest.raises(ValueError, match="holds 2 items"):
+        make_dataset(samples, mirrored, 32, augment=False, seed=0, crop_store=CropStore(2))

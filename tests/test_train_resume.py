@@ -77,3 +77,15 @@ def test_resume_with_checkpoint_every(tmp_path, standin_dir, body_sets):  # noqa
     assert all(m["seconds"] > 0 for m in lines if m["stage"] == "stage2")
     assert sorted(p.name for p in (full / "state").glob("*.safetensors")) == ["stage1_h36m.e0.safetensors",
                                                                               "stage2.e3.safetensors"]
+
+
+def test_cached_crops_train_the_same_weights(tmp_path, standin_dir, body_sets):  # noqa: F811
+    """--cache-images with augmentation off keeps the finished crops (CropStore): the run is bit-identical to one
+    that recomputes every item every epoch, also with forked workers that share the preloaded store."""
+    kw = dict(stage1_epochs=2, stage2_epochs=2, batch_size=4, max_samples=8, eval_samples=4)
+    train(body_config(body_sets, standin_dir, tmp_path / "plain", **kw))
+    train(body_config(body_sets, standin_dir, tmp_path / "cached", cache_images=True, workers=2, **kw))
+    for name in ("theta_star_h36m.safetensors", "model.safetensors"):
+        a, b = load_tensors(tmp_path / "plain" / name), load_tensors(tmp_path / "cached" / name)
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=f"{name}: {k}")

@@ -66,7 +66,7 @@ def train(
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers.", min=0)] = None,
     cache_images: Annotated[Optional[bool], typer.Option(
         "--cache-images/--no-cache-images", help="Decode each image once, before training, and keep it in RAM "
-        "(sets that fit in memory; forked --workers share it).")] = None,
+        "(sets that fit in memory; forked --workers share it); with --no-augment also each finished crop.")] = None,
     model_dir: Annotated[Optional[Path], typer.Option(
         help="Folder of SMPL-X / MANO files (else $NEURALANNOT_BODY_MODELS, the user folder, then the stand-in).",
         envvar="NEURALANNOT_BODY_MODELS", exists=True)] = None,

@@ -61,7 +61,9 @@ from neuralannot_cli.train.datasets import (
     ROOT_FRAME_JOINTS,
     ROOT_JOINT,
     ConcatWithEpoch,
+    CropStore,
     ImageCache,
+    MemoizedCrops,
     ThetaStarDataset,
     collate_stage2,
     make_dataset,
@@ -238,6 +240,7 @@ class _Run:
             p.requires_grad_(False)
         self.log = _Logger(self.out, self.ctx, config.progress)
         self.image_loader = ImageCache() if config.cache_images else None
+        self.crop_stores: dict[str, CropStore] = {}
         self.aux_samples = {}
         for kind, root in config.aux:
             samples = load_dataset(kind, root, **config.options_for(kind))
@@ -274,6 +277,22 @@ class _Run:
             if not self.progress_file.exists:
                 self.progress_file.set_config(cfg_dict)
         self.ctx.barrier()
+
+    def _crop_store(self, key: str) -> CropStore | None:
+        """The shared store of finished items of ``key`` (``aux_<kind>`` / ``target``), when they never change:
+        ``cache_images`` with augmentation off (a prefix of the target set, the per-epoch 2D error's, shares the
+        target's store: same items at the same indices)."""
+        if not (self.config.cache_images and not self.config.augment):
+            return None
+        if key not in self.crop_stores:
+            n = len(self.target_samples[0]) if key == "target" else len(self.aux_samples[key[4:]][0])
+            self.crop_stores[key] = CropStore(n)
+        return self.crop_stores[key]
+
+    def _preload(self, dataset) -> None:
+        """Fill a :class:`MemoizedCrops` in this process before DataLoader workers fork (they then share it)."""
+        if isinstance(dataset, MemoizedCrops) and self.config.workers > 0:
+            dataset.preload()
 
     # ------------------------------------------------------------------------------------------- epochs
 
@@ -349,7 +368,8 @@ class _Run:
         net.to(self.device)
         if not self.progress_file.is_done(step):
             dataset = make_dataset(samples, mirrored, config.input_size, augment=config.augment, seed=config.seed,
-                                   image_loader=self.image_loader)
+                                   image_loader=self.image_loader, crop_store=self._crop_store(f"aux_{kind}"))
+            self._preload(dataset)
             batch = min(config.batch_size, len(dataset))
             sampler = DistributedSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True,
                                          seed=_step_seed(config, step), drop_last=True)
@@ -403,7 +423,7 @@ class _Run:
         samples, mirrored = self.aux_samples[kind]
         joint_set, root = AUX_JOINT_SET[kind], ROOT_JOINT[AUX_JOINT_SET[kind]]
         dataset = make_dataset(samples, mirrored, config.input_size, augment=False, seed=config.seed,
-                               image_loader=self.image_loader)
+                               image_loader=self.image_loader, crop_store=self._crop_store(f"aux_{kind}"))
         loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
                             pin_memory=self.device.type == "cuda")
         net.eval()
@@ -500,13 +520,15 @@ class _Run:
         for kind in config.aux_names:
             samples, mirrored = self.aux_samples[kind]
             theta = load_tensors(self.out / f"theta_star_{kind}.safetensors")
-            aux_sets.append(ThetaStarDataset(
-                make_dataset(samples, mirrored, size, augment=config.augment, seed=config.seed,
-                             image_loader=self.image_loader), theta))
+            crops = make_dataset(samples, mirrored, size, augment=config.augment, seed=config.seed,
+                                 image_loader=self.image_loader, crop_store=self._crop_store(f"aux_{kind}"))
+            self._preload(crops)
+            aux_sets.append(ThetaStarDataset(crops, theta))
         aux = aux_sets[0] if len(aux_sets) == 1 else ConcatWithEpoch(aux_sets)
         tsamples, tmirror = self.target_samples
         target = make_dataset(tsamples, tmirror, size, augment=config.augment, seed=config.seed + 1,
-                              image_loader=self.image_loader)
+                              image_loader=self.image_loader, crop_store=self._crop_store("target"))
+        self._preload(target)
         mixed = MixedDataset(aux, target)
         sampler = MixedBatchSampler(len(aux), len(target), config.batch_size, seed=_step_seed(config, step),
                                     rank=self.ctx.rank, world_size=self.ctx.world_size)
@@ -516,7 +538,8 @@ class _Run:
                     pin_memory=self.device.type == "cuda", persistent_workers=config.workers > 0)
         eval_n = min(config.eval_samples, len(tsamples))
         eval_set = make_dataset(tsamples[:eval_n], tmirror[:eval_n], size, augment=False, seed=0,
-                                image_loader=self.image_loader)
+                                image_loader=self.image_loader, crop_store=self._crop_store("target"))
+        self._preload(eval_set)
         eval_loader = DL(eval_set, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
                          pin_memory=self.device.type == "cuda", persistent_workers=config.workers > 0)
         model = wrap_ddp(net, self.ctx)

@@ -86,7 +86,9 @@ class TrainConfig:
         workers: DataLoader workers.
         cache_images: decode every image once, before training, and keep it in RAM for the whole run
             (:class:`~neuralannot_cli.train.datasets.ImageCache`; sets that fit in memory; forked DataLoader
-            workers share the decoded images).
+            workers share the decoded images). With ``augment`` off the finished crops are kept too
+            (:class:`~neuralannot_cli.train.datasets.CropStore`, ``input_size**2 * 12`` bytes per item): an item is
+            computed once for stage 1, Θ*, stage 2 and the per-epoch 2D error.
         model_dir: folder of the SMPL-X / MANO files (None: the usual lookup, then the stand-in).
         max_samples: keep the first N samples of each dataset (debugging).
         dataset_options: ``{kind: {option: value}}`` passed to the loaders (``subjects``, ``split``, ...).
