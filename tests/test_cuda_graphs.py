@@ -18,8 +18,9 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 from neuralannot_cli.losses import LossWeights  # noqa: E402
 from neuralannot_cli.train.cuda_graphs import LossRunner  # noqa: E402
 from neuralannot_cli.train.steps import Stage1Loss, Stage2Loss, stage2_inputs  # noqa: E402
+from tests.test_train_steps import S, _stage2_batch  # noqa: E402
 
-B, S, STEPS = 8, 32, 6
+B, STEPS = 8, 6
 
 
 @pytest.fixture(scope="module")
@@ -30,26 +31,6 @@ def body_model(standin_dir):
     for p in bm.parameters():
         p.requires_grad_(False)
     return bm
-
-
-def _batches_stage2(seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(STEPS):
-        def group(jset, j, is_target):
-            g = {"image": torch.randn(B, 3, S, S, generator=gen), "focal_crop_px": torch.full((B, 2), 40.0),
-                 "princpt_crop_px": torch.full((B, 2), 16.0),
-                 "keypoints_2d_crop_px": torch.rand(B, j, 2, generator=gen) * S,
-                 "keypoints_conf": (torch.rand(B, j, generator=gen) > 0.2).float(), "joint_set": [jset] * B}
-            if not is_target:
-                g.update({"joints_3d_cam_mm": torch.randn(B, j, 3, generator=gen) * 300
-                          + torch.tensor([0.0, 0.0, 4000.0]),
-                          "has_3d": torch.rand(B, generator=gen) > 0.2,
-                          "pose_rotvecs_star": 0.2 * torch.randn(B, 21, 3, generator=gen)})
-            return g
-
-        out.append({"aux": [group("h36m_17", 17, False)], "target": group("coco_wholebody_133", 23, True)})
-    return out
 
 
 def _train(net, make_loss, batches, runner):
@@ -88,7 +69,9 @@ def test_stage2_graph_steps_equal_eager_steps(body_model):
     torch.manual_seed(0)
     net = Stage2Net("body", 18, None).cuda()
     weights = LossWeights.for_part("body")
-    batches = [stage2_inputs(b, torch.device("cuda"), with_root=False) for b in _batches_stage2(0)]
+    gen = torch.Generator().manual_seed(0)
+    batches = [stage2_inputs(_stage2_batch(gen, False, b=B), torch.device("cuda"), with_root=False)
+               for _ in range(STEPS)]
 
     def make_loss(n, groups):
         return Stage2Loss(n, None, body_model, "body", S, weights, groups, with_root=False)

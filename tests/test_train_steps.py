@@ -137,18 +137,19 @@ def _stage1(body_model):
     return loss, (torch.randn(B, 3, S, S, generator=gen), _gt_mm(gen), has)
 
 
-def _stage2_batch(gen, with_root: bool):
+def _stage2_batch(gen, with_root: bool, b: int = B):
+    """A collated stage-2 batch of random values: ``b`` aux (``h36m_17``, sample 2 of 4 without 3D) + ``b`` target."""
     def group(jset, j, is_target):
-        g = {"image": torch.randn(B, 3, S, S, generator=gen), "focal_crop_px": torch.full((B, 2), 40.0),
-             "princpt_crop_px": torch.full((B, 2), 16.0),
-             "keypoints_2d_crop_px": torch.rand(B, j, 2, generator=gen) * S,
-             "keypoints_conf": (torch.rand(B, j, generator=gen) > 0.2).float(), "joint_set": [jset] * B}
+        g = {"image": torch.randn(b, 3, S, S, generator=gen), "focal_crop_px": torch.full((b, 2), 40.0),
+             "princpt_crop_px": torch.full((b, 2), 16.0),
+             "keypoints_2d_crop_px": torch.rand(b, j, 2, generator=gen) * S,
+             "keypoints_conf": (torch.rand(b, j, generator=gen) > 0.2).float(), "joint_set": [jset] * b}
         if not is_target:
-            g.update({"joints_3d_cam_mm": _gt_mm(gen, j=j), "has_3d": torch.tensor([True, True, False, True]),
-                      "pose_rotvecs_star": 0.2 * torch.randn(B, 21, 3, generator=gen)})
+            g.update({"joints_3d_cam_mm": _gt_mm(gen, b=b, j=j), "has_3d": torch.arange(b) % 4 != 2,
+                      "pose_rotvecs_star": 0.2 * torch.randn(b, 21, 3, generator=gen)})
             if with_root:
-                g.update({"cam_aug_rotmat": torch.eye(3).expand(B, 3, 3).clone(),
-                          "root_rotvec_star": torch.randn(B, 3, generator=gen)})
+                g.update({"cam_aug_rotmat": torch.eye(3).expand(b, 3, 3).clone(),
+                          "root_rotvec_star": torch.randn(b, 3, generator=gen)})
         return g
 
     return {"aux": [group("h36m_17", 17, False)], "target": group("coco_wholebody_133", 23, True)}
