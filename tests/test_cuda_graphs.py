@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 from neuralannot_cli.losses import LossWeights  # noqa: E402
 from neuralannot_cli.train.cuda_graphs import LossRunner  # noqa: E402
-from neuralannot_cli.train.steps import Stage1Loss, Stage2Loss, stage2_inputs  # noqa: E402
+from neuralannot_cli.train.steps import Stage1Loss, Stage2Loss, stage1_inputs, stage2_inputs  # noqa: E402
 from tests.test_train_steps import S, _stage2_batch  # noqa: E402
 
 B, STEPS = 8, 6
@@ -87,9 +87,13 @@ def test_stage1_graph_steps_equal_eager_steps(body_model):
     rest = torch.randn(5, 3, generator=gen)
     net = Stage1Net("body", 18, 17, root_frame=((0, 1, 4, 7, 8), rest), canonical_joints=True).cuda()
     weights = LossWeights.for_part("body")
-    batches = [("h36m_17", (torch.randn(B, 3, S, S, generator=gen).cuda(),
-                            (torch.randn(B, 17, 3, generator=gen) * 300 + torch.tensor([0.0, 0.0, 4000.0])).cuda(),
-                            (torch.rand(B, generator=gen) > 0.2).cuda())) for _ in range(STEPS)]
+    batches = [("h36m_17", stage1_inputs({"image": torch.randn(B, 3, S, S, generator=gen),
+                                          "joints_3d_cam_mm": torch.randn(B, 17, 3, generator=gen) * 300
+                                          + torch.tensor([0.0, 0.0, 4000.0]),
+                                          "has_3d": torch.rand(B, generator=gen) > 0.2},
+                                         torch.device("cuda"), net=net, joint_set="h36m_17"))
+               for _ in range(STEPS)]
+    assert len(batches[0][1]) == 4  # the root frame is an input, computed outside the graph
 
     def make_loss(n, joint_set):
         return Stage1Loss(n, body_model, "body", joint_set, weights)

@@ -26,6 +26,8 @@ aten = torch.ops.aten
 _SYNC_OPS = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default,
              aten.is_nonzero.default, aten.equal.default, aten.allclose.default, aten.unique_dim.default,
              aten._unique2.default, aten.unique_consecutive.default, aten.repeat_interleave.Tensor}
+# linear algebra beyond norms and products may synchronise on a GPU (error checks, MAGMA, cuSOLVER workspaces)
+_LINALG_OK = {"linalg_vector_norm", "linalg_matrix_norm", "linalg_cross", "linalg_vecdot"}
 
 
 def _where() -> str:
@@ -45,7 +47,8 @@ class _CaptureCheck(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _SYNC_OPS:
+        name = func.name().split("::")[-1].split(".")[0]
+        if func in _SYNC_OPS or ("linalg" in name and name not in _LINALG_OK):
             self.problems.append(str(func) + _where())
         if func in (aten.index.Tensor, aten.index_put.default, aten.index_put_.default):
             idx = args[1] if len(args) > 1 else []
@@ -81,11 +84,23 @@ class _CaptureCheck(TorchDispatchMode):
 
             setattr(owner, name, wrapped)
 
+        def flag_readback(name):
+            orig = getattr(torch.Tensor, name)
+            originals[(torch.Tensor, name)] = orig
+
+            def wrapped(t, *a, **k):
+                self.problems.append(f"Tensor.{name} (a device-to-host copy){_where()}")
+                return orig(t, *a, **k)
+
+            setattr(torch.Tensor, name, wrapped)
+
         flag_index("__getitem__")
         flag_index("__setitem__")
         for owner, name in ((torch, "tensor"), (torch, "as_tensor"), (torch, "from_numpy"),
                             (torch.Tensor, "new_tensor")):
             flag_factory(owner, name)
+        for name in ("cpu", "numpy", "tolist"):
+            flag_readback(name)
         try:
             yield self
         finally:
@@ -134,7 +149,8 @@ def _stage1(body_model):
     loss = Stage1Loss(net, body_model, "body", "h36m_17", LossWeights.for_part("body"))
     has = torch.ones(B)
     has[1] = 0  # a sample without 3D
-    return loss, (torch.randn(B, 3, S, S, generator=gen), _gt_mm(gen), has)
+    batch = {"image": torch.randn(B, 3, S, S, generator=gen), "joints_3d_cam_mm": _gt_mm(gen), "has_3d": has}
+    return loss, stage1_inputs(batch, torch.device("cpu"), net=net, joint_set="h36m_17")
 
 
 def _stage2_batch(gen, with_root: bool, b: int = B):
@@ -169,7 +185,7 @@ def _stage2(body_model, *, with_root: bool, prior=None):
 # -------------------------------------------------------------------------------------------------- tests
 
 
-def test_capture_check_flags_syncs_masks_and_host_indices():
+def test_capture_check_flags_syncs_masks_host_data_and_linalg():
     """The checker itself: each capture hazard is reported (so a clean report means something)."""
 
     class Bad(torch.nn.Module):
@@ -188,17 +204,40 @@ def test_capture_check_flags_syncs_masks_and_host_indices():
                 y = y[:, [0, 2, 1]]
             elif self.kind == "tensor":
                 y = y * torch.tensor([1.0, 2.0, 3.0])
+            elif self.kind == "tolist":
+                y = y * len(y.detach().tolist())
+            elif self.kind == "linalg":
+                y = y * torch.linalg.det(torch.eye(3) + y.detach()[:1].T @ y.detach()[:1])
             return y.sum(), y.detach()
 
     x = torch.randn(2, 3)
     assert _check_capture_safe(Bad("none"), (x,)) == []
-    for kind in ("item", "mask", "list", "tensor"):
+    for kind in ("item", "mask", "list", "tensor", "tolist", "linalg"):
         assert _check_capture_safe(Bad(kind), (x,)), kind
 
 
 def test_stage1_loss_is_capture_safe(body_model):
     loss, inputs = _stage1(body_model)
+    assert len(inputs) == 4  # the root frame, computed outside the loss module
     assert _check_capture_safe(loss, inputs) == []
+    # computed inside (no 4th input), its 3x3 solve is flagged: that is why stage1_inputs computes it
+    assert any("linalg" in p for p in _check_capture_safe(loss, inputs[:3]))
+
+
+def test_stage1_precomputed_root_frame_changes_nothing(body_model):
+    """Stage1Net with the frame given (stage1_inputs) = with the frame computed in its forward, values and
+    gradients, bit for bit."""
+    loss, inputs = _stage1(body_model)
+    results = []
+    for args in (inputs, inputs[:3]):
+        loss.zero_grad(set_to_none=True)
+        total, parts = loss(*args)
+        total.backward()
+        results.append((total.detach(), parts, [p.grad.clone() for p in loss.model.parameters() if p.grad is not None]))
+    (t1, p1, g1), (t2, p2, g2) = results
+    assert torch.equal(t1, t2) and torch.equal(p1, p2) and len(g1) == len(g2) > 0
+    assert all(torch.equal(a, b) for a, b in zip(g1, g2))
+    torch.testing.assert_close(inputs[3] @ inputs[3].transpose(1, 2), torch.eye(3).expand(B, 3, 3))
 
 
 @pytest.mark.parametrize("with_root", [False, True])
@@ -250,7 +289,7 @@ def test_stage2_inputs_layout_and_errors():
         stage2_inputs(batch, torch.device("cpu"), with_root=True)  # aux lacks the root targets
     img = stage1_inputs({"image": torch.zeros(2, 3, S, S), "joints_3d_cam_mm": torch.zeros(2, 17, 3),
                          "has_3d": torch.ones(2)}, torch.device("cpu"))
-    assert [t.shape[0] for t in img] == [2, 2, 2]
+    assert [t.shape[0] for t in img] == [2, 2, 2]  # no net with a root frame: three tensors
 
 
 # ------------------------------------------------------------------------------------ LossRunner bookkeeping

@@ -235,25 +235,10 @@ class Stage1Net(nn.Module):
             init_root_rotvec=None if root_frame is None else (0.0, 0.0, 0.0),
         )
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        joints_3d_rel_m: torch.Tensor,
-        joints_conf: torch.Tensor | None = None,
-    ) -> RegressorOutput:
-        """Predict Theta.
-
-        Args:
-            images: ``(batch, 3, H, W)`` ImageNet-normalised crops.
-            joints_3d_rel_m: ``(batch, J, 3)`` GT 3D joints, root-relative (see
-                :func:`neuralannot_cli.losses.root_align`), metres, crop camera frame.
-            joints_conf: optional ``(batch, J)``; joints with ``conf <= 0`` or non-finite coordinates are fed as 0.
-
-        Returns:
-            :class:`RegressorOutput` with ``pose_rotvecs`` / ``pose_rot6d`` set and ``pose_code`` None.
-        """
-        images = _check_images(images, "Stage1Net")
-        b, j = images.shape[0], self.num_input_joints
+    def _valid_joints(self, joints_3d_rel_m: torch.Tensor, joints_conf: torch.Tensor | None,
+                      b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(joints, valid)``: the input joints with invalid ones zeroed, and ``(B, J, 1)`` validity."""
+        j = self.num_input_joints
         if not isinstance(joints_3d_rel_m, torch.Tensor) or tuple(joints_3d_rel_m.shape) != (b, j, 3):
             got = tuple(joints_3d_rel_m.shape) if isinstance(joints_3d_rel_m, torch.Tensor) else type(joints_3d_rel_m)
             raise ValueError(f"Stage1Net.forward: joints_3d_rel_m must have shape ({b}, {j}, 3), got {got}")
@@ -264,12 +249,54 @@ class Stage1Net(nn.Module):
                     f"Stage1Net.forward: joints_conf must have shape ({b}, {j}), got {tuple(joints_conf.shape)}"
                 )
             valid = valid & (joints_conf > 0).unsqueeze(-1)
-        joints = torch.where(valid, joints_3d_rel_m, torch.zeros_like(joints_3d_rel_m))
+        return torch.where(valid, joints_3d_rel_m, torch.zeros_like(joints_3d_rel_m)), valid
+
+    def root_frame_rotmat(self, joints_3d_rel_m: torch.Tensor,
+                          joints_conf: torch.Tensor | None = None) -> torch.Tensor | None:
+        """``(B, 3, 3)`` the torso / palm frame of the GT joints (weighted Kabsch), or ``None`` without a root frame.
+
+        A function of the inputs only (no parameters): :meth:`forward` computes it unless it is given, so a
+        caller can compute it outside a captured CUDA graph (its 3x3 solve may synchronise with the host).
+        """
+        if self.root_frame_idx is None:
+            return None
+        joints, valid = self._valid_joints(joints_3d_rel_m, joints_conf, joints_3d_rel_m.shape[0])
+        idx = self.root_frame_index
+        weights = valid[:, idx, 0].to(joints.dtype)
+        return frame_rotmat_from_joints(self.root_frame_rest_m, joints[:, idx], weights, self.root_frame_fallback)
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        joints_3d_rel_m: torch.Tensor,
+        joints_conf: torch.Tensor | None = None,
+        frame_rotmat: torch.Tensor | None = None,
+    ) -> RegressorOutput:
+        """Predict Theta.
+
+        Args:
+            images: ``(batch, 3, H, W)`` ImageNet-normalised crops.
+            joints_3d_rel_m: ``(batch, J, 3)`` GT 3D joints, root-relative (see
+                :func:`neuralannot_cli.losses.root_align`), metres, crop camera frame.
+            joints_conf: optional ``(batch, J)``; joints with ``conf <= 0`` or non-finite coordinates are fed as 0.
+            frame_rotmat: optional ``(batch, 3, 3)`` :meth:`root_frame_rotmat` of these joints, precomputed
+                (ignored without a root frame).
+
+        Returns:
+            :class:`RegressorOutput` with ``pose_rotvecs`` / ``pose_rot6d`` set and ``pose_code`` None.
+        """
+        images = _check_images(images, "Stage1Net")
+        b = images.shape[0]
+        joints, _ = self._valid_joints(joints_3d_rel_m, joints_conf, b)
         frame = None
         if self.root_frame_idx is not None:
-            idx = self.root_frame_index
-            weights = valid[:, idx, 0].to(joints.dtype)
-            frame = frame_rotmat_from_joints(self.root_frame_rest_m, joints[:, idx], weights, self.root_frame_fallback)
+            if frame_rotmat is None:
+                frame = self.root_frame_rotmat(joints_3d_rel_m, joints_conf)
+            elif tuple(frame_rotmat.shape) != (b, 3, 3):
+                raise ValueError(f"Stage1Net.forward: frame_rotmat must have shape ({b}, 3, 3), "
+                                 f"got {tuple(frame_rotmat.shape)}")
+            else:
+                frame = frame_rotmat
         pose_in = joints @ frame.to(joints.dtype) if self.canonical_joints else joints  # rows: R^T x
         feat = torch.cat([self.backbone(images), self.pose_mlp(pose_in.flatten(1).to(images.dtype))], dim=-1)
         root6d, pose6d_flat, betas, cam_sxy = self.decoder(feat)

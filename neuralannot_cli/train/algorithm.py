@@ -382,8 +382,9 @@ class _Run:
             runner = LossRunner(self.use_cuda_graphs)
 
             def loss_fn(model, batch):
+                inputs = stage1_inputs(batch, self.device, net=net, joint_set=joint_set)
                 total, parts = runner(joint_set, lambda: Stage1Loss(model, self.body_model, config.part, joint_set,
-                                                                     self.weights), stage1_inputs(batch, self.device))
+                                                                     self.weights), inputs)
                 return total, dict(zip(STAGE1_PARTS, parts.unbind()))
 
             def run_epoch(epoch: int) -> dict[str, Any]:

@@ -63,9 +63,32 @@ def _to_device(t: Any, device: torch.device, what: str) -> torch.Tensor:
     return t.to(device, non_blocking=True)
 
 
-def stage1_inputs(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """``(image (B, 3, S, S), joints_3d_cam_mm (B, J, 3), has_3d (B,))`` of a collated stage-1 batch, on ``device``."""
-    return tuple(_to_device(batch[k], device, f"stage-1 batch[{k!r}]") for k in ("image", "joints_3d_cam_mm", "has_3d"))
+def _stage1_targets(joints_3d_cam_mm: torch.Tensor, has_3d: torch.Tensor, root: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(gt_m, conf, gt_rel)``: GT joints in metres, ``(B, J)`` validity, root-relative joints."""
+    gt_m = joints_3d_cam_mm.float() / 1000.0
+    conf = has_3d.float()[:, None].expand(gt_m.shape[:2])
+    return gt_m, conf, gt_m - gt_m[:, root : root + 1]
+
+
+def stage1_inputs(batch: dict[str, Any], device: torch.device, *, net: nn.Module | None = None,
+                  joint_set: str | None = None) -> tuple[torch.Tensor, ...]:
+    """``(image (B, 3, S, S), joints_3d_cam_mm (B, J, 3), has_3d (B,))`` of a collated stage-1 batch, on ``device``.
+
+    With ``net`` (a :class:`~neuralannot_cli.nets.heads.Stage1Net` that has a root frame) and the batch's
+    ``joint_set``, a 4th tensor: the ``(B, 3, 3)`` root frame of the GT joints
+    (:meth:`~neuralannot_cli.nets.heads.Stage1Net.root_frame_rotmat`), computed here, outside the loss module,
+    because its 3x3 solve may synchronise with the host (it has no parameters: same numbers either way).
+    """
+    tensors = tuple(_to_device(batch[k], device, f"stage-1 batch[{k!r}]")
+                    for k in ("image", "joints_3d_cam_mm", "has_3d"))
+    if net is None or getattr(net, "root_frame_idx", None) is None:
+        return tensors
+    if joint_set is None:
+        raise ValueError("stage1_inputs: the root frame needs the batch's joint_set")
+    with torch.no_grad():
+        _, conf, gt_rel = _stage1_targets(tensors[1], tensors[2], ROOT_JOINT[joint_set])
+        return (*tensors, net.root_frame_rotmat(gt_rel, conf))
 
 
 def stage2_inputs(batch: dict[str, Any], device: torch.device, *, with_root: bool
@@ -93,7 +116,8 @@ def stage2_inputs(batch: dict[str, Any], device: torch.device, *, with_root: boo
 class Stage1Loss(nn.Module):
     """``L_ax`` of a :class:`~neuralannot_cli.nets.heads.Stage1Net` on one aux joint set.
 
-    ``forward(image, joints_3d_cam_mm, has_3d) -> (total, parts)``; ``parts`` = :data:`STAGE1_PARTS`.
+    ``forward(image, joints_3d_cam_mm, has_3d[, frame_rotmat]) -> (total, parts)`` (the tensors of
+    :func:`stage1_inputs`); ``parts`` = :data:`STAGE1_PARTS`.
 
     Args:
         model: the stage-1 network (or its DDP wrapper).
@@ -113,13 +137,11 @@ class Stage1Loss(nn.Module):
         self.root = ROOT_JOINT[joint_set]
         self.weights = weights
 
-    def forward(self, image: torch.Tensor, joints_3d_cam_mm: torch.Tensor, has_3d: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, joints_3d_cam_mm: torch.Tensor, has_3d: torch.Tensor,
+                frame_rotmat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         root = self.root
-        gt_m = joints_3d_cam_mm.float() / 1000.0
-        conf = has_3d.float()[:, None].expand(gt_m.shape[:2])
-        gt_rel = gt_m - gt_m[:, root : root + 1]
-        out = self.model(image, gt_rel, conf)
+        gt_m, conf, gt_rel = _stage1_targets(joints_3d_cam_mm, has_3d, root)
+        out = self.model(image, gt_rel, conf) if frame_rotmat is None else self.model(image, gt_rel, conf, frame_rotmat)
         joints = self.body_model.joints_in(
             body_forward(self.body_model, self.part, out.root_rotvec, out.pose_rotvecs, out.betas), self.joint_set)
         total, parts = loss_aux(joints, gt_m, conf, out.pose_rotvecs, root=root, weights=self.weights)
