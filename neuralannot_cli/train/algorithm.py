@@ -234,6 +234,10 @@ class _Run:
         self.use_cuda_graphs = config.cuda_graphs and self.device.type == "cuda" and not self.ctx.enabled
         if config.cuda_graphs and self.ctx.enabled:
             warnings.warn("cuda_graphs: not used under DDP (torchrun); training runs eagerly", stacklevel=2)
+        # A DataLoader's pin-memory thread allocates pinned host memory while it prefetches; during a graph
+        # capture (global mode, which make_graphed_callables uses) that call fails and poisons the thread, which
+        # then kills the run at the next batch. With graphs, batches are copied from pageable memory instead.
+        self.pin_memory = self.device.type == "cuda" and not self.use_cuda_graphs
         self.model_type = "smplx" if config.part == "body" else "mano"
         self.body_model = load_body_model(self.model_type, model_dir=config.model_dir, device=self.device)
         for p in self.body_model.parameters():
@@ -375,7 +379,7 @@ class _Run:
                                          seed=_step_seed(config, step), drop_last=True)
             loader = DataLoader(dataset, batch_size=max(batch // self.ctx.world_size, 2) if self.ctx.enabled else batch,
                                 sampler=sampler, num_workers=config.workers, drop_last=True,
-                                pin_memory=self.device.type == "cuda", persistent_workers=config.workers > 0)
+                                pin_memory=self.pin_memory, persistent_workers=config.workers > 0)
             model = wrap_ddp(net, self.ctx)
             optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
 
@@ -426,7 +430,7 @@ class _Run:
         dataset = make_dataset(samples, mirrored, config.input_size, augment=False, seed=config.seed,
                                image_loader=self.image_loader, crop_store=self._crop_store(f"aux_{kind}"))
         loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
-                            pin_memory=self.device.type == "cuda")
+                            pin_memory=self.pin_memory)
         net.eval()
         keys = ("root_rotvec", "pose_rotvecs", "betas", "transl_cam_m", "index")
         acc: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
@@ -536,13 +540,13 @@ class _Run:
         # persistent workers: no fork per epoch (the datasets' epoch lives in shared memory, the batch sampler
         # runs in this process)
         loader = DL(mixed, batch_sampler=sampler, collate_fn=collate_stage2, num_workers=config.workers,
-                    pin_memory=self.device.type == "cuda", persistent_workers=config.workers > 0)
+                    pin_memory=self.pin_memory, persistent_workers=config.workers > 0)
         eval_n = min(config.eval_samples, len(tsamples))
         eval_set = make_dataset(tsamples[:eval_n], tmirror[:eval_n], size, augment=False, seed=0,
                                 image_loader=self.image_loader, crop_store=self._crop_store("target"))
         self._preload(eval_set)
         eval_loader = DL(eval_set, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
-                         pin_memory=self.device.type == "cuda", persistent_workers=config.workers > 0)
+                         pin_memory=self.pin_memory, persistent_workers=config.workers > 0)
         model = wrap_ddp(net, self.ctx)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
         runner = LossRunner(self.use_cuda_graphs)
