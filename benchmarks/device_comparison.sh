@@ -18,13 +18,16 @@
 #   mkdir -p .benchpack && tar -cf - -C /tmp/prep data models | xz -T2 -6 > .benchpack/pack.tar.xz   # ~28 MB
 #   and the test runner for the GPU tests: `... -d .whl pytest pluggy iniconfig packaging pygments` (same flags)
 # Run THERE (device tool), carrying [".whl", ".benchpack"]:
-#   one call (~7 min; 15 min of device time allow one start + this + a margin), timeout_s 590:
-#     STAGE1_EPOCHS=20 STAGE2_EPOCHS=80 DECAY=70 BATCH=256 BUDGET=440 bash benchmarks/device_comparison.sh full
+#   one call (~6 min; 15 min of device time allow one start + this + a margin), timeout_s 590:
+#     STAGE1_EPOCHS=20 STAGE2_EPOCHS=80 DECAY=70 BATCH=512 BUDGET=400 ALSO_EAGER=1 \
+#       bash benchmarks/device_comparison.sh full
 #     It first runs tests/test_cuda_graphs.py (graph steps == eager steps) and benchmarks/train_step.py (ms per
-#     stage-2 step, eager vs CUDA graphs), then the comparison with --cuda-graphs (CUDA_GRAPHS=0: eager). A
-#     failed capture warns and trains eagerly, so the comparison still finishes.
-#     (session 5: on the CPU this recipe gave target PA-MPJPE 91.9 mm = 0.63x, aux 0.29x; 1,340 steps, vs the
-#     H100 runs G1 (1,240 eager steps, 134.8 s of training, 130.8x) and G2 (2,160 steps, 104.4 mm, 69.9x))
+#     stage-2 step, eager vs CUDA graphs), then the comparison with --cuda-graphs (CUDA_GRAPHS=0: eager), and with
+#     ALSO_EAGER=1 the same training once more without graphs against the same baseline (run_eager/, ~1-2 min).
+#     A failed capture warns and trains eagerly, so the comparison still finishes.
+#     (session 6, 2-core CPU: this recipe gave target PA-MPJPE 93.1 mm = 0.63x, aux 0.29x, with 620 steps;
+#     batch 256 (1,340 steps): 91.9 mm. H100 runs of session 5, eager, old step: G1 1,240 steps in 134.8 s of
+#     training, 130.8x; G2 2,160 steps, 104.4 mm, 69.9x)
 #     with no .benchpack/baseline.tar: fits the baseline too (batched ~70 s and 8 per-sample fits ~75 s at x1 on an
 #     H100 before the kinematics change of session 5);
 #   or two: `bash benchmarks/device_comparison.sh probe` (timeout_s 330), copy its baseline.tar into .benchpack/,
@@ -95,7 +98,7 @@ fi
 if [ "$DEV" = cuda ] && [ "${CUDA_GRAPHS:-1}" = 1 ]; then
   timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py > "$OUT/graph_tests.log" 2>&1
   echo "graph tests rc $?"; tail -3 "$OUT/graph_tests.log"
-  timeout 120 python3 -W ignore benchmarks/train_step.py --batch-sizes 128 256 --steps 20 --model-dir $W/bench/models \
+  timeout 120 python3 -W ignore benchmarks/train_step.py --batch-sizes 128 256 512 --steps 20 --model-dir $W/bench/models \
     --threads 8 2>&1 | tee "$OUT/train_step.log" | tail -4
   echo "step benchmark rc $? at $(( $(date +%s) - T0 )) s"
 fi
@@ -116,4 +119,14 @@ grep -v -i "warn" "$OUT/bench.log" | tail -30
 grep -i "capture failed" "$OUT/bench.log" | head -2
 cp $W/run/benchmark.json $W/run/runs/body/metrics.jsonl "$OUT/" 2>/dev/null
 echo "benchmark rc $rc at $(( $(date +%s) - T0 )) s"
+if [ $rc -eq 0 ] && [ -n "$ALSO_EAGER" ] && [ "$DEV" = cuda ]; then  # same training, no graphs, same baseline
+  mkdir -p $W/run_eager && ln -s $W/bench/data $W/run_eager/data && ln -s $W/bench/models $W/run_eager/models
+  timeout "${EAGER_BUDGET:-180}" python3 -W ignore benchmarks/annotator_comparison.py "${COMMON[@]}" \
+    --out $W/run_eager --stage1-epochs "${STAGE1_EPOCHS:-40}" --stage2-epochs "${STAGE2_EPOCHS:-100}" \
+    --lr-decay-epochs "${DECAY:-85}" --input-size "${INPUT_SIZE:-32}" --batch-size "${BATCH:-64}" \
+    --prior "${PRIOR:-none}" --baseline-from $W/run > "$OUT/bench_eager.log" 2>&1
+  echo "eager benchmark rc $? at $(( $(date +%s) - T0 )) s"
+  grep -v -i "warn" "$OUT/bench_eager.log" | grep -E "NeuralAnnot|ratios|speed-up|target PA" | tail -6
+  mkdir -p "$OUT/eager" && cp $W/run_eager/benchmark.json $W/run_eager/runs/body/metrics.jsonl "$OUT/eager/" 2>/dev/null
+fi
 exit $rc
