@@ -119,7 +119,7 @@ grep -v -i "warn" "$OUT/bench.log" | tail -30
 grep -i "capture failed" "$OUT/bench.log" | head -2
 cp $W/run/benchmark.json $W/run/runs/body/metrics.jsonl "$OUT/" 2>/dev/null
 echo "benchmark rc $rc at $(( $(date +%s) - T0 )) s"
-if [ $rc -eq 0 ] && [ -n "$ALSO_EAGER" ] && [ "$DEV" = cuda ]; then  # same training, no graphs, same baseline
+if [ $rc -eq 0 ] && [ -n "$ALSO_EAGER" ]; then  # same training, no graphs, same baseline
   mkdir -p $W/run_eager && ln -s $W/bench/data $W/run_eager/data && ln -s $W/bench/models $W/run_eager/models
   timeout "${EAGER_BUDGET:-180}" python3 -W ignore benchmarks/annotator_comparison.py "${COMMON[@]}" \
     --out $W/run_eager --stage1-epochs "${STAGE1_EPOCHS:-40}" --stage2-epochs "${STAGE2_EPOCHS:-100}" \
