@@ -443,4 +443,8 @@ def test_cli_train_help_and_one_line_errors(tmp_path):
     result = runner.invoke(app, ["train", "--part", "body", "--aux", "h36m=" + str(tmp_path / "missing"),
                                  "--target", "coco_wholebody=/c", "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "not found" in result.output
+    result = runner.invoke(app, ["train", "--part", "body", "--aux", "h36m=/d", "--target", "coco_wholebody=/c",
+                                 "--out", str(tmp_path / "o"), "--cuda-graphs", "--device", "cpu"])
+    assert result.exit_code == 1 and "cuda_graphs: needs a CUDA device" in result.output
+    assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "o" / "state").exists()  # nothing written for a run that could not start
