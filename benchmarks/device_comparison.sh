@@ -18,16 +18,18 @@
 #   mkdir -p .benchpack && tar -cf - -C /tmp/prep data models | xz -T2 -6 > .benchpack/pack.tar.xz   # ~28 MB
 #   and the test runner for the GPU tests: `... -d .whl pytest pluggy iniconfig packaging pygments` (same flags)
 # Run THERE (device tool), carrying [".whl", ".benchpack"]:
-#   one call (~6 min; 15 min of device time allow one start + this + a margin), timeout_s 590:
-#     STAGE1_EPOCHS=20 STAGE2_EPOCHS=80 DECAY=70 BATCH=512 BUDGET=400 ALSO_EAGER=1 \
+#   one call (~7 min; 15 min of device time allow one start + this + a margin), timeout_s 590:
+#     STAGE1_EPOCHS=20 STAGE2_EPOCHS=80 DECAY=70 BATCH=256 BUDGET=400 ALSO_EAGER=1 EAGER_BUDGET=150 \
 #       bash benchmarks/device_comparison.sh full
 #     It first runs tests/test_cuda_graphs.py (graph steps == eager steps) and benchmarks/train_step.py (ms per
-#     stage-2 step, eager vs CUDA graphs), then the comparison with --cuda-graphs (CUDA_GRAPHS=0: eager), and with
-#     ALSO_EAGER=1 the same training once more without graphs against the same baseline (run_eager/, ~1-2 min).
-#     A failed capture warns and trains eagerly, so the comparison still finishes.
-#     (session 6, 2-core CPU: this recipe gave target PA-MPJPE 93.1 mm = 0.63x, aux 0.29x, with 620 steps;
-#     batch 256 (1,340 steps): 91.9 mm. H100 runs of session 5, eager, old step: G1 1,240 steps in 134.8 s of
-#     training, 130.8x; G2 2,160 steps, 104.4 mm, 69.9x)
+#     stage-2 step, eager vs CUDA graphs, batch 128/256/512), then the comparison with --cuda-graphs
+#     (CUDA_GRAPHS=0: eager), and with ALSO_EAGER=1 the same training once more without graphs against the same
+#     baseline (run_eager/; cut at EAGER_BUDGET s). A failed capture warns and trains eagerly, so the comparison
+#     still finishes.
+#     (2-core CPU: this recipe (b256e80, 1,340 steps) gave target PA-MPJPE 89.2 / 91.9 / 97.6 mm = 0.61-0.66x, aux
+#     0.22-0.30x on three runs; BATCH=512 (620 steps) 93.1 / 101.8 mm, and 99.7 with STAGE1_EPOCHS=40: less
+#     robust. H100 runs of session 5, eager, old step: G1 1,240 steps in 134.8 s of training, 130.8x; G2 2,160
+#     steps, 104.4 mm, 69.9x)
 #     with no .benchpack/baseline.tar: fits the baseline too (batched ~70 s and 8 per-sample fits ~75 s at x1 on an
 #     H100 before the kinematics change of session 5);
 #   or two: `bash benchmarks/device_comparison.sh probe` (timeout_s 330), copy its baseline.tar into .benchpack/,
