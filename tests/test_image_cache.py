@@ -85,7 +85,7 @@ def test_crop_store_items_equal_fresh_ones_and_are_computed_once(tmp_path):
     plain = make_dataset(samples, mirrored, 32, augment=False, seed=0)
     store = CropStore(len(samples))
     memo = make_dataset(samples, mirrored, 32, augment=False, seed=5, image_loader=loader, crop_store=store)
-    assert isinstance(memo, MemoizedCrops) and len(store) == 0
+    assert isinstance(memo, MemoizedCrops) and store.num_filled == 0
     for epoch in range(3):
         memo.set_epoch(epoch)
         for i in range(4):
@@ -108,7 +108,7 @@ def test_crop_store_items_equal_fresh_ones_and_are_computed_once(tmp_path):
     fresh = CropStore(4)
     pre = make_dataset(samples, mirrored, 32, augment=False, seed=0, crop_store=fresh)
     pre.preload()
-    assert len(fresh) == 4
+    assert fresh.num_filled == 4
     with pytest.raises(ValueError, match="augment=False"):
         make_dataset(samples, mirrored, 32, augment=True, seed=0, crop_store=CropStore(4))
     with pytest.raises(ValueError, match="holds 2 items"):

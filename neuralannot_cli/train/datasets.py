@@ -200,7 +200,9 @@ class CropStore:
     def __init__(self, num_items: int) -> None:
         self.items: list[dict[str, Any] | None] = [None] * int(num_items)
 
-    def __len__(self) -> int:
+    @property
+    def num_filled(self) -> int:
+        """How many items have been computed."""
         return sum(item is not None for item in self.items)
 
 

@@ -33,6 +33,7 @@ from neuralannot_cli.losses import (
 from neuralannot_cli.rotation import rot6d_to_rotmat, rotvec_to_rotmat
 from neuralannot_cli.train.datasets import ROOT_JOINT
 from neuralannot_cli.train.geometry import body_forward, crop_transl, project_crop_px
+from neuralannot_cli.train.inference import target_joints
 
 __all__ = [
     "STAGE1_PARTS",
@@ -182,8 +183,6 @@ class Stage2Loss(nn.Module):
         self.with_root = bool(with_root)
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from neuralannot_cli.train.inference import target_joints
-
         size, part, w = self.input_size, self.part, self.weights
         subs: list[dict[str, torch.Tensor]] = []
         pos = 0
