@@ -260,7 +260,10 @@ class Stage1Net(nn.Module):
         """
         if self.root_frame_idx is None:
             return None
-        joints, valid = self._valid_joints(joints_3d_rel_m, joints_conf, joints_3d_rel_m.shape[0])
+        return self._frame(*self._valid_joints(joints_3d_rel_m, joints_conf, joints_3d_rel_m.shape[0]))
+
+    def _frame(self, joints: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The root frame from :meth:`_valid_joints`' output."""
         idx = self.root_frame_index
         weights = valid[:, idx, 0].to(joints.dtype)
         return frame_rotmat_from_joints(self.root_frame_rest_m, joints[:, idx], weights, self.root_frame_fallback)
@@ -287,11 +290,11 @@ class Stage1Net(nn.Module):
         """
         images = _check_images(images, "Stage1Net")
         b = images.shape[0]
-        joints, _ = self._valid_joints(joints_3d_rel_m, joints_conf, b)
+        joints, valid = self._valid_joints(joints_3d_rel_m, joints_conf, b)
         frame = None
         if self.root_frame_idx is not None:
             if frame_rotmat is None:
-                frame = self.root_frame_rotmat(joints_3d_rel_m, joints_conf)
+                frame = self._frame(joints, valid)
             elif tuple(frame_rotmat.shape) != (b, 3, 3):
                 raise ValueError(f"Stage1Net.forward: frame_rotmat must have shape ({b}, 3, 3), "
                                  f"got {tuple(frame_rotmat.shape)}")

@@ -6,7 +6,8 @@ A training step is ``loss, parts = LossModule(*inputs)`` followed by backward an
 weights, the crop size) is fixed when the module is built. That makes a loss module a drop-in callable for
 ``torch.cuda.make_graphed_callables`` (:mod:`.cuda_graphs`): its forward and backward can be captured once and
 replayed, because the forward has no host synchronisation and no host data (pinned by
-``tests/test_train_steps.py``, which runs both losses on the ``meta`` device).
+``tests/test_train_steps.py``, which watches both losses' second forward + backward on the CPU for syncs, boolean
+masks, host data, device-to-host reads and linear algebra).
 
 Outputs: ``(total, parts)``, the scalar loss and a ``(P,)`` tensor of its unweighted, detached parts, named by
 :data:`STAGE1_PARTS` / :data:`STAGE2_PARTS`.
@@ -142,7 +143,7 @@ class Stage1Loss(nn.Module):
                 frame_rotmat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         root = self.root
         gt_m, conf, gt_rel = _stage1_targets(joints_3d_cam_mm, has_3d, root)
-        out = self.model(image, gt_rel, conf) if frame_rotmat is None else self.model(image, gt_rel, conf, frame_rotmat)
+        out = self.model(image, gt_rel, conf, frame_rotmat)
         joints = self.body_model.joints_in(
             body_forward(self.body_model, self.part, out.root_rotvec, out.pose_rotvecs, out.betas), self.joint_set)
         total, parts = loss_aux(joints, gt_m, conf, out.pose_rotvecs, root=root, weights=self.weights)
