@@ -11,6 +11,12 @@ replays the loss's forward and backward from a CUDA graph (:class:`~neuralannot_
 ``TrainConfig.cuda_graphs``); it needs a GPU (on the CPU only the eager column is measured). Prints the median
 ms per step, the speed-up, and the largest relative difference of the weights after the timed steps (the same
 steps from the same start: must be float noise).
+
+``ops/step``: the operations one eager step dispatches (forward, backward, optimiser; views not counted), counted
+with a ``TorchDispatchMode``: on a GPU each is a kernel launch, and a stage-2 step is launch-bound there, so this
+is the CPU's proxy for the GPU's eager step time. ``--compare-rotvec-input`` also measures the step with the body
+model fed axis-angle (the regressor's matrices converted to axis-angle and back, as before
+``regressor_body_forward``) and prints the ratios.
 """
 
 from __future__ import annotations
@@ -50,32 +56,80 @@ def _batch(b: int, size: int, device: torch.device, gen: torch.Generator):
     return stage2_inputs(batch, device, with_root=False)
 
 
-def _run(net, bm, batch, size: int, steps: int, use_graphs: bool, device: torch.device) -> tuple[float, object]:
+class _OpCounter:
+    """Counts the non-view operations dispatched inside ``with``."""
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if not func.is_view and func.overloadpacket.__name__ not in ("detach", "view", "_unsafe_view"):
+                    counter.count += 1
+                return func(*args, **(kwargs or {}))
+
+        self.count = 0
+        self._mode = _Mode()
+
+    def __enter__(self) -> "_OpCounter":
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
+
+
+def _rotvec_input(part, out, bm, transl=None):
+    """The body model fed axis-angle (the step before ``regressor_body_forward``): the reference variant."""
+    from neuralannot_cli.train.geometry import body_forward
+
+    return body_forward(bm, part, out.root_rotvec, out.pose_rotvecs, out.betas, transl)
+
+
+def _run(net, bm, batch, size: int, steps: int, use_graphs: bool, device: torch.device,
+         rotvec_input: bool = False) -> tuple[float, object, int]:
     from neuralannot_cli.losses import LossWeights
     from neuralannot_cli.train.algorithm import _optimizer_step
     from neuralannot_cli.train.cuda_graphs import LossRunner
     from neuralannot_cli.train.distributed import DistContext
     from neuralannot_cli.train.steps import Stage2Loss
 
+    from neuralannot_cli.train import steps as steps_module
+
     weights = LossWeights.for_part("body")
     groups, inputs = batch
+    saved = steps_module.regressor_body_forward
+    if rotvec_input:
+        steps_module.regressor_body_forward = lambda bm_, part, out, transl=None: _rotvec_input(part, out, bm_, transl)
     runner = LossRunner(use_graphs)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, foreach=True)
     ctx = DistContext(enabled=False, rank=0, world_size=1, local_rank=0, device=device)
     net.train()
     times = []
-    for i in range(steps + 3):  # 3 untimed: allocator, cuDNN choice, the capture
-        _sync(device)
-        t0 = time.perf_counter()
-        total, _ = runner(groups, lambda: Stage2Loss(net, None, bm, "body", size, weights, groups, with_root=False),
-                          inputs)
-        _optimizer_step(total, net, opt, ctx)
-        _sync(device)
-        if i >= 3:
-            times.append(time.perf_counter() - t0)
+    ops = 0
+    try:
+        for i in range(steps + 4):  # 3 untimed: allocator, cuDNN choice, the capture; 1 counted, untimed
+            _sync(device)
+            counter = _OpCounter() if i == 3 else None
+            t0 = time.perf_counter()
+            if counter is not None:
+                counter.__enter__()
+            total, _ = runner(groups, lambda: Stage2Loss(net, None, bm, "body", size, weights, groups,
+                                                         with_root=False), inputs)
+            _optimizer_step(total, net, opt, ctx)
+            if counter is not None:
+                counter.__exit__(None, None, None)
+                ops = counter.count
+            _sync(device)
+            if i >= 4:
+                times.append(time.perf_counter() - t0)
+    finally:
+        steps_module.regressor_body_forward = saved
     if use_graphs and runner.failed:
         raise RuntimeError("CUDA graph capture failed (see the warning)")
-    return 1000 * statistics.median(times), net
+    return 1000 * statistics.median(times), net, ops
 
 
 def main() -> None:
@@ -86,6 +140,8 @@ def main() -> None:
     ap.add_argument("--model-dir", type=Path, default=None, help="real SMPL-X files (default: the stand-in)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--compare-rotvec-input", action="store_true",
+                    help="also time the eager step with the body model fed axis-angle (the step before)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,19 +163,28 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if graphs else "CPU"
     print(f"torch {torch.__version__}, {name}, {torch.get_num_threads()} threads, input {args.input_size} px, "
           f"median of {args.steps} steps")
-    print(f"{'batch':>5} {'eager ms':>9} {'graphs ms':>10} {'speed-up':>9} {'max rel dW':>11}")
+    cmp = args.compare_rotvec_input
+    head = f"{'batch':>5} {'ops/step':>8} {'eager ms':>9} {'graphs ms':>10} {'speed-up':>9} {'max rel dW':>11}"
+    if cmp:
+        head += f" | {'aa ops':>6} {'aa ms':>7} {'ops ratio':>9} {'ms ratio':>8}"
+    print(head)
     for b in args.batch_sizes:
         torch.manual_seed(0)
         net0 = Stage2Net("body", 18, None).to(device)
         batch = _batch(b, args.input_size, device, torch.Generator().manual_seed(b))
-        eager_ms, eager_net = _run(copy.deepcopy(net0), bm, batch, args.input_size, args.steps, False, device)
-        if not graphs:
-            print(f"{b:>5} {eager_ms:>9.1f} {'n/a':>10} {'n/a':>9} {'n/a':>11}")
-            continue
-        graph_ms, graph_net = _run(copy.deepcopy(net0), bm, batch, args.input_size, args.steps, True, device)
-        rel = max(float((a - g).abs().max() / a.abs().max().clamp_min(1e-12))
-                  for a, g in zip(eager_net.parameters(), graph_net.parameters()))
-        print(f"{b:>5} {eager_ms:>9.1f} {graph_ms:>10.1f} {eager_ms / graph_ms:>8.1f}x {rel:>11.1e}")
+        eager_ms, eager_net, ops = _run(copy.deepcopy(net0), bm, batch, args.input_size, args.steps, False, device)
+        if graphs:
+            graph_ms, graph_net, _ = _run(copy.deepcopy(net0), bm, batch, args.input_size, args.steps, True, device)
+            rel = max(float((a - g).abs().max() / a.abs().max().clamp_min(1e-12))
+                      for a, g in zip(eager_net.parameters(), graph_net.parameters()))
+            line = f"{b:>5} {ops:>8} {eager_ms:>9.1f} {graph_ms:>10.1f} {eager_ms / graph_ms:>8.1f}x {rel:>11.1e}"
+        else:
+            line = f"{b:>5} {ops:>8} {eager_ms:>9.1f} {'n/a':>10} {'n/a':>9} {'n/a':>11}"
+        if cmp:
+            aa_ms, _, aa_ops = _run(copy.deepcopy(net0), bm, batch, args.input_size, args.steps, False, device,
+                                    rotvec_input=True)
+            line += f" | {aa_ops:>6} {aa_ms:>7.1f} {aa_ops / ops:>8.2f}x {aa_ms / eager_ms:>7.2f}x"
+        print(line)
 
 
 if __name__ == "__main__":

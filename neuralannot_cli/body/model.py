@@ -68,12 +68,12 @@ __all__ = ["BodyOutput", "BodyModel", "load_body_model"]
 _PARAMS: dict[str, tuple[str, ...]] = {
     "smplx": (
         "root_rotvec", "body_pose_rotvecs", "betas", "left_hand_pose_rotvecs", "right_hand_pose_rotvecs",
-        "jaw_rotvec", "leye_rotvec", "reye_rotvec", "expression", "transl_m",
+        "jaw_rotvec", "leye_rotvec", "reye_rotvec", "expression", "transl_m", "root_rotmat", "body_pose_rotmats",
     ),
-    "mano": ("root_rotvec", "hand_pose_rotvecs", "betas", "transl_m"),
+    "mano": ("root_rotvec", "hand_pose_rotvecs", "betas", "transl_m", "root_rotmat"),
     "flame": (
         "root_rotvec", "neck_rotvec", "jaw_rotvec", "leye_rotvec", "reye_rotvec", "betas", "expression",
-        "transl_m",
+        "transl_m", "root_rotmat",
     ),
 }  # fmt: skip
 _FIXED_SHAPES: dict[str, tuple[int, ...]] = {
@@ -87,7 +87,13 @@ _FIXED_SHAPES: dict[str, tuple[int, ...]] = {
     "reye_rotvec": (3,),
     "neck_rotvec": (3,),
     "transl_m": (3,),
+    "root_rotmat": (3, 3),
+    "body_pose_rotmats": (21, 3, 3),
 }
+# (axis-angle name, rotation-matrix name) of the inputs that may be given either way (not both)
+_ROTMAT_ALTERNATIVES = (("root_rotvec", "root_rotmat"), ("body_pose_rotvecs", "body_pose_rotmats"))
+# SMPL-X inputs after the body pose in the layer's joint order (jaw, eyes, hands): 34 joints
+_SMPLX_TAIL = ("jaw_rotvec", "leye_rotvec", "reye_rotvec", "left_hand_pose_rotvecs", "right_hand_pose_rotvecs")
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,12 @@ class BodyModel(nn.Module):
     - MANO: ``root_rotvec``, ``hand_pose_rotvecs (batch, 15, 3)``, ``betas``, ``transl_m``.
     - FLAME: ``root_rotvec``, ``neck_rotvec``, ``jaw_rotvec``, ``leye_rotvec``, ``reye_rotvec``,
       ``betas``, ``expression``, ``transl_m``.
+
+    Rotation matrices instead of axis-angle (one or the other, not both): ``root_rotmat (batch, 3, 3)`` (all
+    model types) and, for SMPL-X, ``body_pose_rotmats (batch, 21, 3, 3)``. The layers pose with matrices, so a
+    regressor that decodes 6D to matrices (:mod:`neuralannot_cli.nets.heads`) skips a matrix -> axis-angle ->
+    matrix round trip (~0.5k kernels per training step with its backward). Hand poses stay axis-angle: smplx adds
+    the hand mean pose to them in axis-angle space.
     """
 
     def __init__(
@@ -156,6 +168,7 @@ class BodyModel(nn.Module):
             self.register_buffer(f"regressor_{name}", torch.as_tensor(matrix, dtype=dtype), persistent=False)
             self._regressor_names.append(name)
         self._num_kinematic = int(layer.J_regressor.shape[0])
+        self._rest_tail_cache: dict[tuple[torch.device, torch.dtype], Tensor] = {}
         self._has_joint_support = model_type == "smplx" and self._register_joint_support()
 
     def _register_joint_support(self) -> bool:
@@ -257,6 +270,9 @@ class BodyModel(nn.Module):
 
     def _check_params(self, params: dict[str, Tensor | None]) -> tuple[dict[str, Tensor], int]:
         allowed = _PARAMS[self.model_type]
+        for vec_name, mat_name in _ROTMAT_ALTERNATIVES:
+            if params.get(vec_name) is not None and params.get(mat_name) is not None:
+                raise ValueError(f"got both '{vec_name}' and '{mat_name}': give the rotation one way")
         given: dict[str, Tensor] = {}
         for name, value in params.items():
             if value is None:
@@ -302,6 +318,8 @@ class BodyModel(nn.Module):
         neck_rotvec: Tensor | None = None,
         expression: Tensor | None = None,
         transl_m: Tensor | None = None,
+        root_rotmat: Tensor | None = None,
+        body_pose_rotmats: Tensor | None = None,
         full_mesh: bool = True,
     ) -> BodyOutput:
         """Posed mesh and joints; see the class docstring for the arguments of each model type.
@@ -325,6 +343,8 @@ class BodyModel(nn.Module):
                 "neck_rotvec": neck_rotvec,
                 "expression": expression,
                 "transl_m": transl_m,
+                "root_rotmat": root_rotmat,
+                "body_pose_rotmats": body_pose_rotmats,
             }
         )
 
@@ -334,13 +354,11 @@ class BodyModel(nn.Module):
         def rotmats(rotvecs: Tensor) -> Tensor:  # (B, N, 3) -> (B, N, 3, 3)
             return roma.rotvec_to_rotmat(rotvecs)
 
+        def root_rotmats() -> Tensor:  # (B, 1, 3, 3)
+            return given["root_rotmat"][:, None] if "root_rotmat" in given else rotmats(p("root_rotvec")[:, None])
+
         if self.model_type == "smplx":
-            left = p("left_hand_pose_rotvecs") + self.layer.left_hand_mean.view(1, 15, 3)
-            right = p("right_hand_pose_rotvecs") + self.layer.right_hand_mean.view(1, 15, 3)
-            full_pose = rotmats(torch.cat([  # one conversion for all 55 joints (each costs ~50 kernels)
-                p("root_rotvec")[:, None], p("body_pose_rotvecs"), p("jaw_rotvec")[:, None], p("leye_rotvec")[:, None],
-                p("reye_rotvec")[:, None], left, right,
-            ], dim=1))  # (B, 55, 3, 3), SMPLXLayer.forward's order
+            full_pose = self._smplx_full_pose(given, batch)  # (B, 55, 3, 3), SMPLXLayer.forward's order
             if not full_mesh and self._has_joint_support:
                 return self._smplx_joint_support_forward(full_pose, p("betas"), p("expression"), p("transl_m"))
             out = self.layer(
@@ -357,7 +375,7 @@ class BodyModel(nn.Module):
             )
         elif self.model_type == "mano":
             hand = p("hand_pose_rotvecs") + self.layer.hand_mean.view(1, 15, 3)
-            mano_pose = rotmats(torch.cat([p("root_rotvec")[:, None], hand], dim=1))  # (B, 16, 3, 3)
+            mano_pose = torch.cat([root_rotmats(), rotmats(hand)], dim=1)  # (B, 16, 3, 3)
             out = self.layer(
                 betas=p("betas"),
                 global_orient=mano_pose[:, :1],
@@ -367,7 +385,7 @@ class BodyModel(nn.Module):
         else:
             out = self.layer(
                 betas=p("betas"),
-                global_orient=rotmats(p("root_rotvec")[:, None]),
+                global_orient=root_rotmats(),
                 neck_pose=rotmats(p("neck_rotvec")[:, None]),
                 jaw_pose=rotmats(p("jaw_rotvec")[:, None]),
                 leye_pose=rotmats(p("leye_rotvec")[:, None]),
@@ -382,6 +400,47 @@ class BodyModel(nn.Module):
             kinematic_joints=joints[:, : self._num_kinematic],
             faces=self.layer.faces_tensor,
         )
+
+    def _smplx_full_pose(self, given: dict[str, Tensor], batch: int) -> Tensor:
+        """``(B, 55, 3, 3)`` rotation matrices of SMPL-X's joints in ``SMPLXLayer.forward``'s order.
+
+        The axis-angle inputs are converted in one call (roma's conversion costs ~50 kernels a call). When no jaw,
+        eye or hand pose is given (training and fitting of the body), their 34 matrices are the rest pose (hands
+        at the layer's mean pose), computed once per device and dtype.
+        """
+        def p(name: str) -> Tensor:
+            return self._param(given, name, batch)
+
+        layer = self.layer
+        tail_given = any(n in given for n in _SMPLX_TAIL)
+        vecs = [] if "root_rotmat" in given else [p("root_rotvec")[:, None]]
+        if "body_pose_rotmats" not in given:
+            vecs.append(p("body_pose_rotvecs"))
+        if tail_given:
+            vecs += [p("jaw_rotvec")[:, None], p("leye_rotvec")[:, None], p("reye_rotvec")[:, None],
+                     p("left_hand_pose_rotvecs") + layer.left_hand_mean.view(1, 15, 3),
+                     p("right_hand_pose_rotvecs") + layer.right_hand_mean.view(1, 15, 3)]
+        converted = roma.rotvec_to_rotmat(torch.cat(vecs, dim=1)) if vecs else None
+        parts, start = [], 0
+        for name, n in (("root_rotmat", 1), ("body_pose_rotmats", 21)):
+            if name in given:
+                parts.append(given[name].reshape(batch, n, 3, 3))
+            else:
+                parts.append(converted[:, start : start + n])
+                start += n
+        if tail_given:
+            parts.append(converted[:, start:])
+        else:
+            key = (layer.v_template.device, self.dtype)
+            tail = self._rest_tail_cache.get(key)
+            if tail is None:
+                # built outside inference mode: an inference tensor cached here would break a later backward
+                with torch.inference_mode(False), torch.no_grad():
+                    zeros = torch.zeros(1, 3, 3, dtype=self.dtype, device=key[0])
+                    tail = self._rest_tail_cache[key] = roma.rotvec_to_rotmat(torch.cat([
+                        zeros, layer.left_hand_mean.view(1, 15, 3), layer.right_hand_mean.view(1, 15, 3)], dim=1))[0]
+            parts.append(tail.expand(batch, -1, -1, -1))
+        return torch.cat(parts, dim=1)
 
     def _joint_support_buffers(self, device: torch.device) -> dict[str, Any]:
         """The layer's buffers restricted to the joint-support vertices, in the layer's current dtype, and the

@@ -50,7 +50,13 @@ import torch
 from torch import nn
 
 from neuralannot_cli.nets.backbone import ResNetBackbone
-from neuralannot_cli.rotation import rot6d_to_rotmat, rot6d_to_rotvec, rotmat_to_rot6d, rotvec_to_rot6d, rotvec_to_rotmat
+from neuralannot_cli.rotation import (
+    rot6d_to_rotmat,
+    rotmat_to_rot6d,
+    rotmat_to_rotvec,
+    rotvec_to_rot6d,
+    rotvec_to_rotmat,
+)
 from neuralannot_cli.train.geometry import frame_rotmat_from_joints
 
 if TYPE_CHECKING:  # the prior module is optional at import time
@@ -123,6 +129,13 @@ class RegressorOutput:
         pose_rot6d: ``(batch, K, 6)`` raw 6D of the joints, or ``None`` when the pose is a code.
         betas: ``(batch, 10)``.
         cam_sxy: ``(batch, 3)`` weak perspective ``(s, tx, ty)``, ``s > 0``.
+        root_rotmat: ``(batch, 3, 3)`` the root rotation as the matrix that ``root_rotvec`` was computed from, or
+            ``None``.
+        pose_rotmats: ``(batch, K, 3, 3)`` the joint rotations as the matrices decoded from ``pose_rot6d`` (that
+            ``pose_rotvecs`` was computed from), or ``None`` when the pose is a code. Training feeds the matrices
+            to the body model (:func:`~neuralannot_cli.train.geometry.regressor_body_forward`), which spares the
+            axis-angle -> matrix conversion and its backward; the axis-angle values are what the losses
+            regularise and what pseudo-GT files hold.
     """
 
     root_rotvec: torch.Tensor
@@ -132,6 +145,8 @@ class RegressorOutput:
     pose_rot6d: torch.Tensor | None
     betas: torch.Tensor
     cam_sxy: torch.Tensor
+    root_rotmat: torch.Tensor | None = None
+    pose_rotmats: torch.Tensor | None = None
 
 
 class _ThetaDecoder(nn.Module):
@@ -305,15 +320,19 @@ class Stage1Net(nn.Module):
         root6d, pose6d_flat, betas, cam_sxy = self.decoder(feat)
         if frame is not None:
             root6d = rotmat_to_rot6d(frame.to(root6d.dtype) @ rot6d_to_rotmat(root6d))
+        root_rotmat = rot6d_to_rotmat(root6d)
         pose6d = pose6d_flat.unflatten(-1, (self.spec.num_pose_joints, 6))
+        pose_rotmats = rot6d_to_rotmat(pose6d)
         return RegressorOutput(
-            root_rotvec=rot6d_to_rotvec(root6d),
-            pose_rotvecs=rot6d_to_rotvec(pose6d),
+            root_rotvec=rotmat_to_rotvec(root_rotmat),
+            pose_rotvecs=rotmat_to_rotvec(pose_rotmats),
             pose_code=None,
             root_rot6d=root6d,
             pose_rot6d=pose6d,
             betas=betas,
             cam_sxy=cam_sxy,
+            root_rotmat=root_rotmat,
+            pose_rotmats=pose_rotmats,
         )
 
 
@@ -367,14 +386,15 @@ class Stage2Net(nn.Module):
         images = _check_images(images, "Stage2Net")
         root6d, pose, betas, cam_sxy = self.decoder(self.backbone(images))
         k = self.spec.num_pose_joints
-        pose_code = pose6d = pose_rotvecs = None
+        pose_code = pose6d = pose_rotvecs = pose_rotmats = None
         if self.code_dim is None:
             if prior is not None:
                 raise ValueError(
                     "Stage2Net.forward: this network regresses rotations directly (code_dim=None); pass no prior"
                 )
             pose6d = pose.unflatten(-1, (k, 6))
-            pose_rotvecs = rot6d_to_rotvec(pose6d)
+            pose_rotmats = rot6d_to_rotmat(pose6d)
+            pose_rotvecs = rotmat_to_rotvec(pose_rotmats)
         else:
             pose_code = pose
             if prior is not None:
@@ -389,12 +409,15 @@ class Stage2Net(nn.Module):
                         f"Stage2Net.forward: prior.decode returned shape {tuple(pose_rotvecs.shape)}, "
                         f"expected ({images.shape[0]}, {k}, 3)"
                     )
+        root_rotmat = rot6d_to_rotmat(root6d)
         return RegressorOutput(
-            root_rotvec=rot6d_to_rotvec(root6d),
+            root_rotvec=rotmat_to_rotvec(root_rotmat),
             pose_rotvecs=pose_rotvecs,
             pose_code=pose_code,
             root_rot6d=root6d,
             pose_rot6d=pose6d,
             betas=betas,
             cam_sxy=cam_sxy,
+            root_rotmat=root_rotmat,
+            pose_rotmats=pose_rotmats,
         )

@@ -25,6 +25,7 @@ from neuralannot_cli.camera import cam_crop_to_full, project_perspective
 
 __all__ = [
     "body_forward",
+    "regressor_body_forward",
     "crop_transl",
     "project_crop_px",
     "crop_px_to_norm",
@@ -51,6 +52,39 @@ def body_forward(body_model, part: str, root_rotvec, pose_rotvecs, betas, transl
         kw["body_pose_rotvecs"] = pose_rotvecs.to(dtype)
     else:
         kw["hand_pose_rotvecs"] = pose_rotvecs.to(dtype)
+    return body_model(**kw, full_mesh=full_mesh)
+
+
+def regressor_body_forward(body_model, part: str, out, transl_m=None, *, full_mesh: bool = False):
+    """:func:`body_forward` of a :class:`~neuralannot_cli.nets.heads.RegressorOutput`, from its rotation matrices.
+
+    The root (and, for the body, the joint rotations) go to the body model as the matrices the regressor decoded
+    from 6D (``out.root_rotmat``, ``out.pose_rotmats``) where the output has them, so the training step does not
+    convert them to axis-angle and back (the same rotations up to float rounding); otherwise (a pose decoded by a
+    prior, MANO's hand pose, which smplx offsets by the mean pose in axis-angle) the axis-angle values are used.
+
+    Args:
+        out: the regressor output (``root_rotvec (B, 3)``, ``pose_rotvecs (B, K, 3)``, ``betas (B, 10)``, and
+            optionally ``root_rotmat (B, 3, 3)`` / ``pose_rotmats (B, K, 3, 3)``).
+        transl_m: ``(B, 3)`` or ``None``.
+    """
+    if out.root_rotmat is None and (part != "body" or out.pose_rotmats is None):
+        return body_forward(body_model, part, out.root_rotvec, out.pose_rotvecs, out.betas, transl_m,
+                            full_mesh=full_mesh)
+    dtype = body_model.dtype
+    kw = {"betas": out.betas.to(dtype)}
+    if transl_m is not None:
+        kw["transl_m"] = transl_m.to(dtype)
+    if out.root_rotmat is not None:
+        kw["root_rotmat"] = out.root_rotmat.to(dtype)
+    else:
+        kw["root_rotvec"] = out.root_rotvec.to(dtype)
+    if part == "body" and out.pose_rotmats is not None:
+        kw["body_pose_rotmats"] = out.pose_rotmats.to(dtype)
+    elif part == "body":
+        kw["body_pose_rotvecs"] = out.pose_rotvecs.to(dtype)
+    else:
+        kw["hand_pose_rotvecs"] = out.pose_rotvecs.to(dtype)
     return body_model(**kw, full_mesh=full_mesh)
 
 

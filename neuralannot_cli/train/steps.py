@@ -31,9 +31,9 @@ from neuralannot_cli.losses import (
     root_rotmat_l1,
     shape_sq_reg,
 )
-from neuralannot_cli.rotation import rot6d_to_rotmat, rotvec_to_rotmat
+from neuralannot_cli.rotation import rotvec_to_rotmat
 from neuralannot_cli.train.datasets import ROOT_JOINT
-from neuralannot_cli.train.geometry import body_forward, crop_transl, project_crop_px
+from neuralannot_cli.train.geometry import crop_transl, project_crop_px, regressor_body_forward
 from neuralannot_cli.train.inference import target_joints
 
 __all__ = [
@@ -144,8 +144,7 @@ class Stage1Loss(nn.Module):
         root = self.root
         gt_m, conf, gt_rel = _stage1_targets(joints_3d_cam_mm, has_3d, root)
         out = self.model(image, gt_rel, conf, frame_rotmat)
-        joints = self.body_model.joints_in(
-            body_forward(self.body_model, self.part, out.root_rotvec, out.pose_rotvecs, out.betas), self.joint_set)
+        joints = self.body_model.joints_in(regressor_body_forward(self.body_model, self.part, out), self.joint_set)
         total, parts = loss_aux(joints, gt_m, conf, out.pose_rotvecs, root=root, weights=self.weights)
         return total, torch.stack([parts[k] for k in STAGE1_PARTS])
 
@@ -198,7 +197,7 @@ class Stage2Loss(nn.Module):
         focal = torch.cat([g["focal_crop_px"] for g in subs]).float()
         princpt = torch.cat([g["princpt_crop_px"] for g in subs]).float()
         transl = crop_transl(out.cam_sxy, focal, princpt, size)
-        bo = body_forward(self.body_model, part, out.root_rotvec, out.pose_rotvecs, out.betas, transl)
+        bo = regressor_body_forward(self.body_model, part, out, transl)
         kp2d_terms, kp3d_terms, param_terms, root_terms = [], [], [], []
         start = 0
         for g, (jset, is_target) in zip(subs, self.groups):
@@ -216,7 +215,7 @@ class Stage2Loss(nn.Module):
                 param_terms.append(param_l1(out.pose_rotvecs[sl], g["pose_rotvecs_star"].float()))
                 if w.w_root > 0:
                     star = g["cam_aug_rotmat"].float() @ rotvec_to_rotmat(g["root_rotvec_star"].float())
-                    root_terms.append(root_rotmat_l1(rot6d_to_rotmat(out.root_rot6d[sl]), star))
+                    root_terms.append(root_rotmat_l1(out.root_rotmat[sl], star))
         nt = subs[-1]["image"].shape[0]
         reg = pose_sq_reg(out.pose_rotvecs[-nt:])
         kp2d = torch.stack(kp2d_terms).mean()
