@@ -22,7 +22,8 @@
 #     STAGE1_EPOCHS=20 STAGE2_EPOCHS=80 DECAY=70 BATCH=256 BUDGET=400 ALSO_EAGER=1 EAGER_BUDGET=150 \
 #       bash benchmarks/device_comparison.sh full
 #     It first runs tests/test_cuda_graphs.py (graph steps == eager steps) and benchmarks/train_step.py (ms per
-#     stage-2 step, eager vs CUDA graphs, batch 128/256/512), then the comparison with --cuda-graphs
+#     stage-2 step, eager vs CUDA graphs, batch 128/256/512; ops per step; the eager step with the body model fed
+#     axis-angle as before session 7, ratios), then the comparison with --cuda-graphs
 #     (CUDA_GRAPHS=0: eager), and with ALSO_EAGER=1 the same training once more without graphs against the same
 #     baseline (run_eager/; cut at EAGER_BUDGET s). A failed capture warns and trains eagerly, so the comparison
 #     still finishes.
@@ -100,8 +101,8 @@ fi
 if [ "$DEV" = cuda ] && [ "${CUDA_GRAPHS:-1}" = 1 ]; then
   timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py > "$OUT/graph_tests.log" 2>&1
   echo "graph tests rc $?"; tail -3 "$OUT/graph_tests.log"
-  timeout 120 python3 -W ignore benchmarks/train_step.py --batch-sizes 128 256 512 --steps 20 --model-dir $W/bench/models \
-    --threads 8 2>&1 | tee "$OUT/train_step.log" | tail -4
+  timeout 150 python3 -W ignore benchmarks/train_step.py --batch-sizes 128 256 512 --steps 20 --model-dir $W/bench/models \
+    --threads 8 --compare-rotvec-input 2>&1 | tee "$OUT/train_step.log" | tail -4
   echo "step benchmark rc $? at $(( $(date +%s) - T0 )) s"
 fi
 EXTRA=()

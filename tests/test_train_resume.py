@@ -75,6 +75,9 @@ def test_resume_with_checkpoint_every(tmp_path, standin_dir, body_sets):  # noqa
     lines = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines if m["stage"] == "stage2"] == [0, 1, 2, 3]
     assert all(m["seconds"] > 0 for m in lines if m["stage"] == "stage2")
+    # where the time went: blocked on the loader, and stage 2's per-epoch eval, both parts of the epoch's time
+    assert all(0 <= m["loader_seconds"] <= m["seconds"] for m in lines if "epoch" in m)
+    assert all(0 < m["eval_seconds"] < m["seconds"] for m in lines if m["stage"] == "stage2")
     assert sorted(p.name for p in (full / "state").glob("*.safetensors")) == ["stage1_h36m.e0.safetensors",
                                                                               "stage2.e3.safetensors"]
 

@@ -28,6 +28,10 @@ Learning-rate schedule: ``lr * lr_decay_factor ** (number of lr_decay_epochs <= 
 each epoch of a stage (a step decay with no scheduler object to persist). Non-finite losses: the step is
 skipped (all ranks agree via an all-reduce), a warning is printed and ``skipped_steps`` is counted in the
 metrics; weights are never updated from a non-finite gradient either.
+
+Each epoch's record in ``metrics.jsonl`` also says where its time went: ``seconds`` (the whole epoch),
+``loader_seconds`` (blocked on the DataLoader: on a GPU, time the device waited for data) and, in stage 2,
+``eval_seconds`` (the target 2D error above).
 """
 
 from __future__ import annotations
@@ -336,8 +340,15 @@ class _Run:
         sums: dict[str, torch.Tensor] = {}  # on the device: read once per epoch (no per-step host sync)
         n = skipped = 0
         graph_calls = runner.graph_calls
+        loader_s = 0.0  # time blocked on the DataLoader (a device waits for its data when this grows)
         with self.log.progress(f"{step} epoch {epoch}", len(loader)) as bar:  # type: ignore[arg-type]
-            for batch in loader:
+            batches = iter(loader)
+            while True:
+                t0 = time.perf_counter()
+                batch = next(batches, None)
+                loader_s += time.perf_counter() - t0
+                if batch is None:
+                    break
                 loss, parts = loss_fn(model, batch)
                 if _optimizer_step(loss, model, optimizer, self.ctx):
                     n += 1
@@ -351,7 +362,7 @@ class _Run:
                 if bar.active:
                     bar.update({k: float(v) / max(n, 1) for k, v in sums.items() if k in ("loss", "kp2d", "kp3d")})
         record: dict[str, Any] = {**{k: float(v) / max(n, 1) for k, v in sums.items()}, "steps": n,
-                                  "skipped_steps": skipped}
+                                  "skipped_steps": skipped, "loader_seconds": round(loader_s, 3)}
         if runner.enabled:
             record["cuda_graph_steps"] = runner.graph_calls - graph_calls
         return record
@@ -563,7 +574,9 @@ class _Run:
             aux.set_epoch(epoch)
             target.set_epoch(epoch)
             record = self._train_loop(step, epoch, loader, model, optimizer, loss_fn, runner)
+            t0 = time.perf_counter()
             record.update(self.target_2d_error(unwrap(model), prior, eval_loader))
+            record["eval_seconds"] = round(time.perf_counter() - t0, 3)
             return record
 
         if not (self.out / "state" / f"{step}.json").is_file():  # fresh start: the untrained network's error
