@@ -17,6 +17,7 @@ from neuralannot_cli.body.model import BodyModel, load_body_model
 from neuralannot_cli.body.paths import ModelSearchConfig
 from neuralannot_cli.train import geometry
 from neuralannot_cli.train.geometry import body_forward, regressor_body_forward
+from tests.test_body_joint_support import cfg, smplx64  # noqa: F401 (fixtures)
 
 
 def rodrigues(rotvecs: torch.Tensor) -> torch.Tensor:
@@ -28,16 +29,6 @@ def rodrigues(rotvecs: torch.Tensor) -> torch.Tensor:
     K = torch.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], dim=-1).unflatten(-1, (3, 3))
     eye = torch.eye(3, dtype=rotvecs.dtype).expand(K.shape)
     return eye + torch.sin(angle) * K + (1 - torch.cos(angle)) * (K @ K)
-
-
-@pytest.fixture(scope="module")
-def cfg(tmp_path_factory: pytest.TempPathFactory) -> ModelSearchConfig:
-    return ModelSearchConfig(use_env=False, cache_dir=tmp_path_factory.mktemp("cache"), allow_standin=False)
-
-
-@pytest.fixture(scope="module")
-def smplx64(standin_dir: Path, cfg: ModelSearchConfig) -> BodyModel:
-    return load_body_model("smplx", model_dir=standin_dir, config=cfg, dtype=torch.float64)
 
 
 def _rotvecs(*shape: int, seed: int, scale: float = 0.6) -> torch.Tensor:
@@ -59,7 +50,7 @@ def test_rodrigues_reference_is_a_rotation() -> None:
 
 @pytest.mark.parametrize("full_mesh", [True, False])
 @pytest.mark.parametrize("tail", [False, True])
-def test_smplx_rotmats_equal_rotvecs(smplx64: BodyModel, full_mesh: bool, tail: bool) -> None:
+def test_smplx_rotmats_equal_rotvecs(smplx64: BodyModel, full_mesh: bool, tail: bool) -> None:  # noqa: F811
     b = 6
     root, body = _rotvecs(b, seed=1, scale=2.5), _rotvecs(b, 21, seed=2)
     betas = torch.randn(b, smplx64.num_betas, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -82,7 +73,7 @@ def test_smplx_rotmats_equal_rotvecs(smplx64: BodyModel, full_mesh: bool, tail: 
         torch.testing.assert_close(ref.joints, explicit.joints, rtol=0, atol=1e-12)
 
 
-def test_smplx_rotmat_gradients_equal_rotvec_gradients(smplx64: BodyModel) -> None:
+def test_smplx_rotmat_gradients_equal_rotvec_gradients(smplx64: BodyModel) -> None:  # noqa: F811
     b = 4
     w = torch.linspace(-1, 1, 3, dtype=torch.float64)
     grads = []
@@ -108,7 +99,7 @@ def test_root_rotmat_other_models(standin_dir: Path, cfg: ModelSearchConfig, mod
         bm(body_pose_rotmats=rodrigues(_rotvecs(3, 21, seed=9)))
 
 
-def test_rotmat_input_errors(smplx64: BodyModel) -> None:
+def test_rotmat_input_errors(smplx64: BodyModel) -> None:  # noqa: F811
     root = _rotvecs(2, seed=10)
     with pytest.raises(ValueError, match="both 'root_rotvec' and 'root_rotmat'"):
         smplx64(root_rotvec=root, root_rotmat=rodrigues(root))
