@@ -19,7 +19,7 @@
 #   and the test runner for the GPU tests: `... -d .whl pytest pluggy iniconfig packaging pygments` (same flags)
 # Run THERE (device tool), carrying [".whl", ".benchpack"]:
 #   one call (~7 min; 15 min of device time allow one start + this + a margin), timeout_s 590:
-#     STAGE1_EPOCHS=20 STAGE2_EPOCHS=80 DECAY=70 BATCH=256 BUDGET=400 ALSO_EAGER=1 EAGER_BUDGET=150 \
+#     STAGE1_EPOCHS=20 STAGE2_EPOCHS=120 DECAY=105 BATCH=512 BUDGET=400 ALSO_EAGER=1 EAGER_BUDGET=150 \
 #       bash benchmarks/device_comparison.sh full
 #     It first runs tests/test_cuda_graphs.py (graph steps == eager steps) and benchmarks/train_step.py (ms per
 #     stage-2 step, eager vs CUDA graphs, batch 128/256/512; ops per step; the eager step with the body model fed
@@ -27,10 +27,11 @@
 #     (CUDA_GRAPHS=0: eager), and with ALSO_EAGER=1 the same training once more without graphs against the same
 #     baseline (run_eager/; cut at EAGER_BUDGET s). A failed capture warns and trains eagerly, so the comparison
 #     still finishes.
-#     (2-core CPU: this recipe (b256e80, 1,340 steps) gave target PA-MPJPE 89.2 / 91.9 / 97.6 mm = 0.61-0.66x, aux
-#     0.22-0.30x on three runs; BATCH=512 (620 steps) 93.1 / 101.8 mm, and 99.7 with STAGE1_EPOCHS=40: less
-#     robust. H100 runs of session 5, eager, old step: G1 1,240 steps in 134.8 s of training, 130.8x; G2 2,160
-#     steps, 104.4 mm, 69.9x)
+#     (2-core CPU: this recipe (b512e120, 900 steps) gave target PA-MPJPE 84.3 / 83.9 mm = 0.57x, aux 0.25x / 0.33x
+#     on seeds 0 / 1; b256e80 (STAGE2_EPOCHS=80 DECAY=70 BATCH=256, 1,340 steps) 89.2-97.6 mm on four runs;
+#     BATCH=512 with only 80 stage-2 epochs (620 steps) 93.1 / 101.8 mm. H100 runs of session 5, eager, old step:
+#     G1 1,240 steps in 134.8 s of training, 130.8x; G2 2,160 steps, 104.4 mm, 69.9x. Operations dispatched per
+#     stage-2 step, views included: G1 4,284; after session 5 2,169; session 7 1,828 (1,209 without views))
 #     with no .benchpack/baseline.tar: fits the baseline too (batched ~70 s and 8 per-sample fits ~75 s at x1 on an
 #     H100 before the kinematics change of session 5);
 #   or two: `bash benchmarks/device_comparison.sh probe` (timeout_s 330), copy its baseline.tar into .benchpack/,

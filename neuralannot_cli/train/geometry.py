@@ -33,7 +33,8 @@ __all__ = [
 ]
 
 
-def body_forward(body_model, part: str, root_rotvec, pose_rotvecs, betas, transl_m=None, *, full_mesh: bool = False):
+def body_forward(body_model, part: str, root_rotvec, pose_rotvecs, betas, transl_m=None, *, full_mesh: bool = False,
+                 root_rotmat=None, pose_rotmats=None):
     """Forward the part's body model: SMPL-X body (hands at the mean pose) or right MANO.
 
     Training and annotation read joints only, so by default SMPL-X poses only the vertices its joints and
@@ -43,15 +44,24 @@ def body_forward(body_model, part: str, root_rotvec, pose_rotvecs, betas, transl
     Args:
         root_rotvec: ``(B, 3)``; pose_rotvecs: ``(B, 21, 3)`` body / ``(B, 15, 3)`` hand; betas ``(B, 10)``;
         transl_m: ``(B, 3)`` or ``None``.
+        root_rotmat: optional ``(B, 3, 3)``: the root as a matrix, used instead of ``root_rotvec``.
+        pose_rotmats: optional ``(B, 21, 3, 3)``: the body joints as matrices, used instead of ``pose_rotvecs``
+            (body only: MANO's hand pose stays axis-angle, which smplx offsets by the mean pose).
     """
     dtype = body_model.dtype
-    kw = {"root_rotvec": root_rotvec.to(dtype), "betas": betas.to(dtype)}
+    kw = {"betas": betas.to(dtype)}
     if transl_m is not None:
         kw["transl_m"] = transl_m.to(dtype)
-    if part == "body":
-        kw["body_pose_rotvecs"] = pose_rotvecs.to(dtype)
+    if root_rotmat is not None:
+        kw["root_rotmat"] = root_rotmat.to(dtype)
     else:
+        kw["root_rotvec"] = root_rotvec.to(dtype)
+    if part != "body":
         kw["hand_pose_rotvecs"] = pose_rotvecs.to(dtype)
+    elif pose_rotmats is not None:
+        kw["body_pose_rotmats"] = pose_rotmats.to(dtype)
+    else:
+        kw["body_pose_rotvecs"] = pose_rotvecs.to(dtype)
     return body_model(**kw, full_mesh=full_mesh)
 
 
@@ -61,31 +71,15 @@ def regressor_body_forward(body_model, part: str, out, transl_m=None, *, full_me
     The root (and, for the body, the joint rotations) go to the body model as the matrices the regressor decoded
     from 6D (``out.root_rotmat``, ``out.pose_rotmats``) where the output has them, so the training step does not
     convert them to axis-angle and back (the same rotations up to float rounding); otherwise (a pose decoded by a
-    prior, MANO's hand pose, which smplx offsets by the mean pose in axis-angle) the axis-angle values are used.
+    prior, MANO's hand pose) the axis-angle values are used.
 
     Args:
         out: the regressor output (``root_rotvec (B, 3)``, ``pose_rotvecs (B, K, 3)``, ``betas (B, 10)``, and
             optionally ``root_rotmat (B, 3, 3)`` / ``pose_rotmats (B, K, 3, 3)``).
         transl_m: ``(B, 3)`` or ``None``.
     """
-    if out.root_rotmat is None and (part != "body" or out.pose_rotmats is None):
-        return body_forward(body_model, part, out.root_rotvec, out.pose_rotvecs, out.betas, transl_m,
-                            full_mesh=full_mesh)
-    dtype = body_model.dtype
-    kw = {"betas": out.betas.to(dtype)}
-    if transl_m is not None:
-        kw["transl_m"] = transl_m.to(dtype)
-    if out.root_rotmat is not None:
-        kw["root_rotmat"] = out.root_rotmat.to(dtype)
-    else:
-        kw["root_rotvec"] = out.root_rotvec.to(dtype)
-    if part == "body" and out.pose_rotmats is not None:
-        kw["body_pose_rotmats"] = out.pose_rotmats.to(dtype)
-    elif part == "body":
-        kw["body_pose_rotvecs"] = out.pose_rotvecs.to(dtype)
-    else:
-        kw["hand_pose_rotvecs"] = out.pose_rotvecs.to(dtype)
-    return body_model(**kw, full_mesh=full_mesh)
+    return body_forward(body_model, part, out.root_rotvec, out.pose_rotvecs, out.betas, transl_m,
+                        full_mesh=full_mesh, root_rotmat=out.root_rotmat, pose_rotmats=out.pose_rotmats)
 
 
 def crop_transl(cam_sxy: torch.Tensor, focal_crop_px: torch.Tensor, princpt_crop_px: torch.Tensor,
