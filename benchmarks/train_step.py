@@ -22,7 +22,9 @@ model fed axis-angle (the regressor's matrices converted to axis-angle and back,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -81,28 +83,28 @@ class _OpCounter:
         self._mode.__exit__(*exc)
 
 
-def _rotvec_input(part, out, bm, transl=None):
-    """The body model fed axis-angle (the step before ``regressor_body_forward``): the reference variant."""
-    from neuralannot_cli.train.geometry import body_forward
+def _rotvec_input(body_model, part, out, transl_m=None):
+    """``regressor_body_forward`` with the matrices dropped: the body model fed axis-angle (the step before)."""
+    from neuralannot_cli.train.geometry import regressor_body_forward
 
-    return body_forward(bm, part, out.root_rotvec, out.pose_rotvecs, out.betas, transl)
+    return regressor_body_forward(body_model, part, dataclasses.replace(out, root_rotmat=None, pose_rotmats=None),
+                                  transl_m)
 
 
 def _run(net, bm, batch, size: int, steps: int, use_graphs: bool, device: torch.device,
          rotvec_input: bool = False) -> tuple[float, object, int]:
     from neuralannot_cli.losses import LossWeights
+    from neuralannot_cli.train import steps as steps_module
     from neuralannot_cli.train.algorithm import _optimizer_step
     from neuralannot_cli.train.cuda_graphs import LossRunner
     from neuralannot_cli.train.distributed import DistContext
     from neuralannot_cli.train.steps import Stage2Loss
 
-    from neuralannot_cli.train import steps as steps_module
-
     weights = LossWeights.for_part("body")
     groups, inputs = batch
     saved = steps_module.regressor_body_forward
     if rotvec_input:
-        steps_module.regressor_body_forward = lambda bm_, part, out, transl=None: _rotvec_input(part, out, bm_, transl)
+        steps_module.regressor_body_forward = _rotvec_input
     runner = LossRunner(use_graphs)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, foreach=True)
     ctx = DistContext(enabled=False, rank=0, world_size=1, local_rank=0, device=device)
@@ -112,15 +114,12 @@ def _run(net, bm, batch, size: int, steps: int, use_graphs: bool, device: torch.
     try:
         for i in range(steps + 4):  # 3 untimed: allocator, cuDNN choice, the capture; 1 counted, untimed
             _sync(device)
-            counter = _OpCounter() if i == 3 else None
             t0 = time.perf_counter()
+            with _OpCounter() if i == 3 else contextlib.nullcontext() as counter:
+                total, _ = runner(groups, lambda: Stage2Loss(net, None, bm, "body", size, weights, groups,
+                                                             with_root=False), inputs)
+                _optimizer_step(total, net, opt, ctx)
             if counter is not None:
-                counter.__enter__()
-            total, _ = runner(groups, lambda: Stage2Loss(net, None, bm, "body", size, weights, groups,
-                                                         with_root=False), inputs)
-            _optimizer_step(total, net, opt, ctx)
-            if counter is not None:
-                counter.__exit__(None, None, None)
                 ops = counter.count
             _sync(device)
             if i >= 4:
