@@ -18,7 +18,9 @@ are relative to the model's mean hand (``smplx.create(..., use_pca=False)`` with
 
    Parameters are in the CAMERA frame of the image (no extrinsics): the demo forwards them through
    ``smplx`` with ``transl=trans`` and renders with ``focal``/``princpt``. Hand4Whole reads a hand (face)
-   block only when ``lhand_valid`` (``face_valid``) is true and otherwise uses zeros and masks it.
+   block only when ``lhand_valid`` (``face_valid``) is true and otherwise uses zeros and masks it. Some
+   released files lack the three flags (IDEA-Research/OSX ``data/MSCOCO/MSCOCO.py`` then takes them from
+   COCO-WholeBody's ``*_valid``); on reading, an ABSENT flag keeps the block the file holds, a false one drops it.
 2. COCO-WholeBody, MANO hands: ``MSCOCO_train_MANO_NeuralAnnot.json`` (NeuralAnnot_RELEASE
    ``MSCOCO/demo_mano.py``; Hand4Whole ``data/MSCOCO/MSCOCO.py``, hand part)::
 
@@ -57,9 +59,21 @@ are relative to the model's mean hand (``smplx.create(..., use_pca=False)`` with
    ``{str(db_idx): {"mano_param": {"pose": [48], "shape": [10], "trans": [3]}, "cam_param": {"focal",
    "princpt"}}}``, right hands, camera frame. Written here keyed by ``str(image_number)`` (our FreiHAND
    reader's id).
-6. InterHand2.6M: the field's MANO file is keyed by capture/frame/hand in the world frame (not verified
-   here). This module writes InterHand like COCO-WholeBody hands (item 2: ``str(ann_id)`` -> ``right``/
-   ``left``, camera frame); a documented deviation.
+6. 3DPW, SMPL-X: ``3DPW_{split}_SMPLX_NeuralAnnot.json`` (NeuralAnnot_RELEASE ``3DPW/demo_smplx.py``)::
+
+       {str(ann_id): {"root_pose": [3], "body_pose": [63], "shape": [10], "trans": [3]}}
+
+   FLAT entries (no ``smplx_param`` / ``cam_param`` wrapper), CAMERA frame; the intrinsics are those of
+   ``3DPW_{split}.json`` ``images[].cam_param``. We also write ``lhand_pose`` ... ``face_valid`` as in item 1 and
+   keep ``focal``/``princpt`` under ``neuralannot``. A released file read back has no intrinsics: its records get
+   ``focal_px = princpt_px = (0, 0)``.
+7. InterHand2.6M: the field's MANO file is ``InterHand2.6M_{split}_MANO_NeuralAnnot.json`` keyed
+   ``[str(capture)][str(frame_idx)][hand_type]`` -> flat ``{"pose": [48], "shape": [10], "trans": [3]}`` or
+   ``null``, one set per frame in the WORLD frame (Hand4Whole ``data/InterHand26M/InterHand26M.py``;
+   facebookresearch/InterHand2.6M ``tool/MANO_world_to_camera/convert.py``). This module writes InterHand
+   like COCO-WholeBody hands (item 2: ``str(ann_id)`` -> ``right``/``left``, camera frame); a documented
+   deviation: Hand4Whole's loader wraps its look-up in ``except KeyError: mano_param = None``, so it reads NO
+   parameter from our file, silently.
 
 Our additions (ignored by those loaders, which only index the keys above)
 ------------------------------------------------------------------------
@@ -508,7 +522,8 @@ def _sorted_records(records: Iterable[Record]) -> list[Record]:
 def write_pseudo_gt_json(records: Iterable[Record], path: str | os.PathLike, *, dataset_kind: str) -> list[Path]:
     """Write records in the field's layout for ``dataset_kind`` (module docstring); returns written files.
 
-    - ``coco_wholebody`` / ``3dpw`` SMPL-X: one file ``path`` keyed by ``str(ann_id)``.
+    - ``coco_wholebody`` SMPL-X: one file ``path`` keyed by ``str(ann_id)`` -> ``smplx_param`` / ``cam_param``.
+    - ``3dpw`` SMPL-X: one file ``path`` keyed by ``str(ann_id)`` -> the flat parameters (module docstring, item 6).
     - ``coco_wholebody`` / ``interhand`` MANO: one file ``path`` keyed ``str(ann_id)`` -> ``right``/``left``
       (``null`` for a hand without a record).
     - ``freihand`` MANO: one file ``path`` keyed by ``str(image_number)``.
@@ -540,9 +555,17 @@ def write_pseudo_gt_json(records: Iterable[Record], path: str | os.PathLike, *, 
                 slot[r.hand_type] = _mano_entry(r)  # type: ignore[arg-type]
         return [atomic_write_json(path, out)]
 
-    if dataset_kind in ("coco_wholebody", "3dpw", "freihand", "interhand"):
-        if dataset_kind in ("freihand", "interhand"):
-            raise ValueError(f"{path}: SMPL-X records cannot be written in the {dataset_kind} (hand) layout")
+    if dataset_kind in ("freihand", "interhand"):
+        raise ValueError(f"{path}: SMPL-X records cannot be written in the {dataset_kind} (hand) layout")
+    if dataset_kind == "3dpw":
+        out = {}
+        for r in recs:
+            assert isinstance(r, SmplxRecord)
+            extras = _extras(r)
+            extras.update(focal=_l(r.focal_px), princpt=_l(r.princpt_px))
+            out[record_key("3dpw", r.ids)] = {**_smplx_param(r, r.root_rotvec, r.transl_m), "neuralannot": extras}
+        return [atomic_write_json(path, out)]
+    if dataset_kind == "coco_wholebody":
         out = {}
         for r in recs:
             assert isinstance(r, SmplxRecord)
@@ -596,30 +619,54 @@ def _get(obj: Mapping, key: str, path: Path, where: str) -> Any:
     return obj[key]
 
 
-def _read_smplx_entry(entry: Mapping, path: Path, where: str, fallback_key: str, fallback_ids: dict) -> SmplxRecord:
-    p = _get(entry, "smplx_param", path, where)
-    cam = _get(entry, "cam_param", path, where)
-    ex = entry.get("neuralannot") or {}
+def _smplx_from_params(p: Mapping, focal: Any, princpt: Any, ex: Mapping, path: Path, where: str, p_where: str,
+                       fallback_key: str, fallback_ids: dict) -> SmplxRecord:
+    """A camera-frame record from a ``smplx_param``-style dict ``p`` (found at ``p_where``).
+
+    A hand / face block is read when its ``*_valid`` flag is true or ABSENT (released files without the flags,
+    module docstring item 1) and dropped when the flag is false (our writer's zeros).
+    """
     kw: dict[str, Any] = {}
-    if p.get("lhand_valid") and "lhand_pose" in p:
+    if p.get("lhand_valid", True) and "lhand_pose" in p:
         kw["lhand_pose_rotvecs"] = p["lhand_pose"]
-    if p.get("rhand_valid") and "rhand_pose" in p:
+    if p.get("rhand_valid", True) and "rhand_pose" in p:
         kw["rhand_pose_rotvecs"] = p["rhand_pose"]
-    if p.get("face_valid") and "jaw_pose" in p and "expr" in p:
+    if p.get("face_valid", True) and "jaw_pose" in p and "expr" in p:
         kw["jaw_rotvec"], kw["expression"] = p["jaw_pose"], p["expr"]
     try:
         return SmplxRecord(
             key=ex.get("key", fallback_key), ids=ex.get("ids", fallback_ids),
-            root_rotvec=_get(p, "root_pose", path, f"{where}.smplx_param"),
-            body_pose_rotvecs=_get(p, "body_pose", path, f"{where}.smplx_param"),
-            betas=_get(p, "shape", path, f"{where}.smplx_param"),
-            transl_m=_get(p, "trans", path, f"{where}.smplx_param"),
-            focal_px=_get(cam, "focal", path, f"{where}.cam_param"),
-            princpt_px=_get(cam, "princpt", path, f"{where}.cam_param"),
+            root_rotvec=_get(p, "root_pose", path, p_where),
+            body_pose_rotvecs=_get(p, "body_pose", path, p_where),
+            betas=_get(p, "shape", path, p_where),
+            transl_m=_get(p, "trans", path, p_where),
+            focal_px=focal, princpt_px=princpt,
             keypoints_2d_px=ex.get("keypoints_2d_px"), joint_set=ex.get("joint_set"), score=ex.get("score"), **kw,
         )
     except ValueError as exc:
+        if str(exc).startswith(f"{path}: "):  # a _get() message already names the file and field
+            raise
         raise ValueError(f"{path}: {where}: {exc}") from None
+
+
+def _read_smplx_entry(entry: Mapping, path: Path, where: str, fallback_key: str, fallback_ids: dict) -> SmplxRecord:
+    p = _get(entry, "smplx_param", path, where)
+    cam = _get(entry, "cam_param", path, where)
+    ex = entry.get("neuralannot") or {}
+    focal = _get(cam, "focal", path, f"{where}.cam_param")
+    princpt = _get(cam, "princpt", path, f"{where}.cam_param")
+    return _smplx_from_params(p, focal, princpt, ex, path, where, f"{where}.smplx_param", fallback_key,
+                              fallback_ids)
+
+
+def _read_flat_smplx_entry(entry: Mapping, path: Path, where: str, fallback_key: str,
+                           fallback_ids: dict) -> SmplxRecord:
+    """A flat 3DPW entry (module docstring item 6); intrinsics from our extras, else ``(0, 0)``."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{path}: {where}: expected an object, got {type(entry).__name__}")
+    ex = entry.get("neuralannot") or {}
+    return _smplx_from_params(entry, ex.get("focal", [0.0, 0.0]), ex.get("princpt", [0.0, 0.0]), ex, path, where,
+                              where, fallback_key, fallback_ids)
 
 
 def _read_mano_entry(entry: Mapping, path: Path, where: str, hand_type: str, fallback_key: str,
@@ -683,6 +730,8 @@ def _detect_kind(path: Path, data: Any) -> str:
         if isinstance(first, Mapping):
             if "smplx_param" in first:
                 return "coco_wholebody"
+            if "root_pose" in first:  # flat str(ann_id) entries: 3DPW (H36M / MPI-INF-3DHP nest deeper)
+                return "3dpw"
             if "mano_param" in first:
                 return "freihand"
             if "right" in first or "left" in first:
@@ -740,6 +789,8 @@ def read_pseudo_gt(path: str | os.PathLike, *, dataset_kind: str | None = None) 
         where = f"[{k!r}]"
         if kind == "freihand":
             put(_read_mano_entry(entry, path, where, "right", k, {"image_number": _int(k)}))
+        elif kind == "3dpw" and not (isinstance(entry, Mapping) and "smplx_param" in entry):
+            put(_read_flat_smplx_entry(entry, path, where, k, {"ann_id": _int(k)}))
         elif isinstance(entry, Mapping) and ("right" in entry or "left" in entry) and "smplx_param" not in entry:
             for side in ("right", "left"):
                 if entry.get(side) is not None:
