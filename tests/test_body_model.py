@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -351,3 +352,100 @@ def test_official_chumpy_layout_mano_loads(
     torch.testing.assert_close(
         model(hand_pose_rotvecs=pose).vertices, mano_right(hand_pose_rotvecs=pose).vertices
     )
+
+
+def test_smplx_v1_1_layout_300_shape_100_expression(
+    standin_dir: Path, cfg: ModelSearchConfig, smplx32: BodyModel, tmp_path: Path
+) -> None:
+    """SMPL-X v1.1 and SMPL-X 2020 files hold 400 shapedirs columns (300 shape, then 100 expression: smplx
+    reads the expression from column 300 on) and pickled dict members (joint2num, part2num) we never read.
+    The stand-in's v1.0 layout (10 + 10 columns) padded to that layout must give the same bodies."""
+    with np.load(standin_dir / "smplx" / "SMPLX_NEUTRAL.npz") as src:
+        data = {k: src[k] for k in src.files}
+    narrow = data["shapedirs"]
+    wide = np.zeros(narrow.shape[:2] + (400,), narrow.dtype)
+    wide[..., :10], wide[..., 300:310] = narrow[..., :10], narrow[..., 10:20]
+    data.update(shapedirs=wide, joint2num=np.array({"pelvis": 0}, dtype=object), part2num=np.array({}, dtype=object))
+    (tmp_path / "smplx").mkdir()
+    np.savez(tmp_path / "smplx" / "SMPLX_NEUTRAL_2020.npz", **data)
+    params = _smplx_params(2, torch.float32, seed=7)
+    reference = smplx32(**params)
+    model = load_body_model("smplx", model_dir=tmp_path, config=cfg, num_betas=300, num_expression_coeffs=100)
+    assert (model.num_betas, model.num_expression_coeffs) == (300, 100)
+    wide_params = dict(params, betas=torch.nn.functional.pad(params["betas"], (0, 290)),
+                       expression=torch.nn.functional.pad(params["expression"], (0, 90)))  # fmt: skip
+    out = model(**wide_params)
+    torch.testing.assert_close(out.vertices, reference.vertices)
+    torch.testing.assert_close(model(**wide_params, full_mesh=False).joints, out.joints)
+    default = load_body_model("smplx", model_dir=tmp_path, config=cfg)  # the first 10 + 10 of 300 + 100
+    assert (default.num_betas, default.num_expression_coeffs) == (10, 10)
+    torch.testing.assert_close(default(**params).vertices, reference.vertices)
+
+
+def test_missing_model_fields_are_named(standin_dir: Path, cfg: ModelSearchConfig, tmp_path: Path) -> None:
+    """A file lacking what smplx reads (another model type, or an SMPL-X made for SOMA/MoSh/AMASS without hand
+    PCA: smplx issue #147) fails with one line naming the file and the fields, not smplx's bare AttributeError."""
+    with np.load(standin_dir / "smplx" / "SMPLX_NEUTRAL.npz") as src:
+        data = {k: src[k] for k in src.files if k not in ("hands_componentsl", "lmk_faces_idx")}
+    (tmp_path / "x").mkdir()
+    np.savez(tmp_path / "x" / "SMPLX_NEUTRAL.npz", **data)
+    with pytest.raises(ValueError) as info:
+        load_body_model("smplx", model_dir=tmp_path / "x", config=cfg)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str((tmp_path / "x" / "SMPLX_NEUTRAL.npz").resolve()))
+    assert "'hands_componentsl', 'lmk_faces_idx'" in message and "smpl-x.is.tue.mpg.de" in message
+    with pytest.raises(ValueError, match=r"MANO_RIGHT\.pkl: not a usable SMPL-X model file: missing field\(s\) "
+                                         r"'hands_componentsl'"):  # fmt: skip
+        load_body_model("smplx", model_dir=standin_dir / "mano" / "MANO_RIGHT.pkl", config=cfg)
+    with pytest.raises(ValueError, match=r"SMPLX_NEUTRAL\.npz: not a usable MANO model file: missing field\(s\) "
+                                         r"'hands_components', 'hands_mean'"):  # fmt: skip
+        load_body_model("mano", model_dir=standin_dir / "smplx" / "SMPLX_NEUTRAL.npz", config=cfg)
+
+
+def test_flame_embedding_missing_field_is_named(standin_dir: Path, cfg: ModelSearchConfig, tmp_path: Path) -> None:
+    shutil.copytree(standin_dir / "flame", tmp_path / "flame")
+    static_path = tmp_path / "flame" / "flame_static_embedding.pkl"
+    static = pickle.loads(static_path.read_bytes())
+    del static["lmk_b_coords"]
+    static_path.write_bytes(pickle.dumps(static, protocol=2))
+    with pytest.raises(ValueError, match=r"flame_static_embedding\.pkl: FLAME landmark embedding lacks field\(s\) "
+                                         r"'lmk_b_coords'"):  # fmt: skip
+        load_body_model("flame", model_dir=tmp_path, config=cfg)
+
+
+def test_left_mano_without_right_file_warns(standin_dir: Path, cfg: ModelSearchConfig, tmp_path: Path) -> None:
+    """Without MANO_RIGHT next to it, the official MANO_LEFT's shapedirs bug cannot be detected: say so."""
+    data = pickle.loads((standin_dir / "mano" / "MANO_LEFT.pkl").read_bytes())
+    data.pop("neuralannot_standin")  # a licensed file as far as the loader can tell
+    (tmp_path / "MANO_LEFT.pkl").write_bytes(pickle.dumps(data, protocol=2))
+    with pytest.warns(UserWarning, match=r"MANO_LEFT\.pkl: no MANO_RIGHT\.pkl .*issue #48"):
+        load_body_model("mano", is_rhand=False, model_dir=tmp_path, config=cfg)
+    shutil.copy(standin_dir / "mano" / "MANO_RIGHT.pkl", tmp_path / "MANO_RIGHT.pkl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_body_model("mano", is_rhand=False, model_dir=tmp_path, config=cfg)
+
+
+def test_flame_2020_layout_300_shape_100_expression(
+    standin_dir: Path, cfg: ModelSearchConfig, flame: BodyModel, tmp_path: Path
+) -> None:
+    """FLAME's released ``generic_model.pkl`` holds 400 shapedirs columns, 300 shape then 100
+    expression (FLAME_PyTorch concatenates 300 + 100 coefficients against them); the stand-in has 10 + 10."""
+    data = pickle.loads((standin_dir / "flame" / "FLAME_NEUTRAL.pkl").read_bytes())
+    narrow = data["shapedirs"]
+    wide = np.zeros(narrow.shape[:2] + (400,), narrow.dtype)
+    wide[..., :10], wide[..., 300:310] = narrow[..., :10], narrow[..., 10:20]
+    data["shapedirs"] = wide
+    (tmp_path / "flame").mkdir()
+    (tmp_path / "flame" / "generic_model.pkl").write_bytes(pickle.dumps(data, protocol=2))
+    for name in ("flame_static_embedding.pkl", "flame_dynamic_embedding.npy"):
+        shutil.copy(standin_dir / "flame" / name, tmp_path / "flame" / name)
+    model = load_body_model("flame", model_dir=tmp_path, config=cfg, num_betas=300, num_expression_coeffs=100)
+    g = torch.Generator().manual_seed(8)
+    betas, expression = torch.randn(2, 10, generator=g), torch.randn(2, 10, generator=g)
+    jaw = 0.2 * torch.randn(2, 3, generator=g)
+    out = model(betas=torch.nn.functional.pad(betas, (0, 290)), expression=torch.nn.functional.pad(expression, (0, 90)),
+                jaw_rotvec=jaw)  # fmt: skip
+    reference = flame(betas=betas, expression=expression, jaw_rotvec=jaw)
+    torch.testing.assert_close(out.vertices, reference.vertices)
+    torch.testing.assert_close(out.joints, reference.joints)

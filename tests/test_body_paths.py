@@ -189,3 +189,43 @@ def test_is_standin(tmp_path: Path) -> None:
     assert is_standin(tmp_path / "c" / "dyn.npy")
     with pytest.raises(FileNotFoundError):
         is_standin(tmp_path / "missing.npz")
+
+
+def test_smplx_2020_neutral_file_name(tmp_path: Path, fake_standin: list[Path]) -> None:
+    """The "SMPL-X 2020" download (neutral only) is one file, SMPLX_NEUTRAL_2020.npz: found in a model
+    directory after the v1.x names, never for another gender."""
+    only_2020 = _touch_npz(tmp_path / "a" / "smplx" / "SMPLX_NEUTRAL_2020.npz")
+    cfg = ModelSearchConfig(model_dir=tmp_path / "a", cache_dir=tmp_path / "c")
+    assert find_model_file("smplx", config=cfg).path == only_2020.resolve()
+    with pytest.raises(FileNotFoundError, match="SMPLX_MALE.npz") as info:
+        find_model_file("smplx", gender="male", config=cfg)
+    assert "SMPLX_NEUTRAL_2020" not in str(info.value).split("expected", 1)[1]
+    v11 = _touch_npz(tmp_path / "a" / "smplx" / "SMPLX_NEUTRAL.npz")
+    assert find_model_file("smplx", config=cfg).path == v11.resolve()  # the v1.x file wins when both are there
+    flat = _touch_npz(tmp_path / "b" / "SMPLX_NEUTRAL_2020.npz")
+    cfg = ModelSearchConfig(model_dir=tmp_path / "b", cache_dir=tmp_path / "c")
+    assert find_model_file("smplx", config=cfg).path == flat.resolve()
+    assert fake_standin == []
+
+
+def test_mano_file_of_the_other_hand_is_refused(
+    tmp_path: Path, fake_standin: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An explicitly named MANO_LEFT file asked for as a right hand (or the reverse) would load a mirrored
+    hand silently: the file name decides the side, as in smplx."""
+    left = _touch_pkl(tmp_path / "m" / "MANO_LEFT.pkl")
+    right = _touch_pkl(tmp_path / "m" / "MANO_RIGHT.pkl")
+    with pytest.raises(ValueError, match=r"MANO_LEFT\.pkl: .*left-hand .*is_rhand=True"):
+        find_model_file("mano", is_rhand=True, config=ModelSearchConfig(model_dir=left, cache_dir=tmp_path))
+    with pytest.raises(ValueError, match=r"MANO_RIGHT\.pkl: .*right-hand .*is_rhand=False"):
+        find_model_file("mano", is_rhand=False, config=ModelSearchConfig(model_dir=right, cache_dir=tmp_path))
+    monkeypatch.setenv(ENV_VAR, str(left))
+    with pytest.raises(ValueError, match=r"MANO_LEFT\.pkl"):
+        find_model_file("mano", config=ModelSearchConfig(cache_dir=tmp_path))
+    assert find_model_file("mano", is_rhand=False, config=ModelSearchConfig(cache_dir=tmp_path)).path == left.resolve()
+    monkeypatch.delenv(ENV_VAR)
+    cfg = ModelSearchConfig(model_dir=right, cache_dir=tmp_path)
+    assert find_model_file("mano", is_rhand=True, config=cfg).path == right.resolve()
+    cfg = ModelSearchConfig(model_dir=tmp_path / "m", cache_dir=tmp_path)  # a directory: the name is chosen by side
+    assert find_model_file("mano", is_rhand=False, config=cfg).path == left.resolve()
+    assert fake_standin == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -430,3 +431,31 @@ def test_load_prior_errors(tmp_path):
     (tmp_path / "prior.json").write_text(json.dumps({**cfg, "params": {**cfg["params"], "hidden": 64}}))
     with pytest.raises(ValueError, match=r"prior\.safetensors: weights do not fit"):  # ... with a wrong config
         load_prior(tmp_path)
+
+
+def test_load_vposer_experiment_folder(tmp_path):
+    """The VPoser download unpacks to V02_05/{V02_05.yaml, snapshots/*.ckpt}; human_body_prior's loader takes the
+    folder and uses the newest snapshot. So do we."""
+    folder = tmp_path / "V02_05"
+    (folder / "snapshots").mkdir(parents=True)
+    (folder / "V02_05.yaml").write_text("model_params:\n  num_neurons: 64\n  latentD: 8\n")
+    older, newer = _random_vposer_state(5, latent=8, hidden=64), _random_vposer_state(6, latent=8, hidden=64)
+    for name, state, mtime in (("V02_05_epoch=08_val_loss=0.03.ckpt", older, 1_000_000),
+                               ("V02_05_epoch=13_val_loss=0.03.ckpt", newer, 2_000_000)):  # fmt: skip
+        path = folder / "snapshots" / name
+        torch.save({"state_dict": {f"vp_model.{k}": v for k, v in state.items()}}, path)
+        os.utime(path, (mtime, mtime))
+    z = torch.randn(3, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        decoded = load_vposer_checkpoint(folder).decode_rotmats(z).double().numpy()
+    np.testing.assert_allclose(decoded, _reference_decode_rotmats(newer, z.double().numpy()), atol=2e-5)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"snapshots/\*\.ckpt"):
+        load_vposer_checkpoint(tmp_path / "empty")
+    # `neuralannot train --prior V02_05/` takes the folder too; a path that does not exist is refused
+    from neuralannot_cli.train.config import TrainConfig
+
+    base = {"part": "body", "aux": (("h36m", "/d"),), "target": (("coco_wholebody", "/c"),), "out_dir": "/o"}
+    assert TrainConfig(prior=str(folder), **base).prior == str(folder)
+    with pytest.raises(ValueError, match="VPoser folder"):
+        TrainConfig(prior=str(tmp_path / "missing"), **base)

@@ -18,7 +18,10 @@ Conventions:
 - ``use_face_contour=True`` for SMPL-X and FLAME, so the 17 contour landmarks exist.
 - Left MANO: the official ``MANO_LEFT.pkl`` has the sign of ``shapedirs[:, 0, :]`` wrong
   (smplx issue #48). As Hand4Whole does, when the x-components of the left and right ``shapedirs``
-  are (almost) equal the left ones are negated; this needs ``MANO_RIGHT`` next to ``MANO_LEFT``.
+  are (almost) equal the left ones are negated; this needs ``MANO_RIGHT`` next to ``MANO_LEFT`` (a
+  ``UserWarning`` says when it is not there).
+- Before smplx reads a file, the fields it needs are checked (:func:`_check_model_fields`): a file of another model
+  type or variant fails with one line naming the file and the missing fields, not smplx's ``AttributeError``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -529,6 +533,35 @@ def _quiet_stdout():
         yield
 
 
+# Fields smplx reads from each model file (``body_models.py``: ``SMPL.__init__`` for all three, then ``SMPLH``
+# and ``SMPLX`` (hand PCA, face landmarks; we always use the face contour) or ``MANO`` (hand PCA)). A file lacking
+# one fails inside smplx with a bare ``AttributeError: 'Struct' object has no attribute ...``.
+_BASE_FIELDS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "kintree_table", "weights")
+_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "smplx": _BASE_FIELDS + ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr", "lmk_faces_idx",
+                             "lmk_bary_coords", "dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords"),
+    "mano": _BASE_FIELDS + ("hands_components", "hands_mean"),
+    "flame": _BASE_FIELDS,
+}
+_MODEL_LABELS = {"smplx": "SMPL-X", "mano": "MANO", "flame": "FLAME"}
+_FLAME_EMBEDDING_FIELDS = ("lmk_face_idx", "lmk_b_coords")
+
+
+def _check_model_fields(npz: Path, model_type: str, shown: Path) -> None:
+    """Raise a one-line ``ValueError`` naming ``shown`` (the user's file) and the fields smplx needs but ``npz``
+    (that file, or its converted copy) lacks. Reads the zip directory only."""
+    with zipfile.ZipFile(npz) as zf:
+        present = {n[:-4] if n.endswith(".npy") else n for n in zf.namelist()}
+    missing = [k for k in _REQUIRED_FIELDS[model_type] if k not in present]
+    if missing:
+        label = _MODEL_LABELS[model_type]
+        raise ValueError(
+            f"{shown}: not a usable {label} model file: missing field(s) {', '.join(map(repr, missing))} that smplx "
+            f"reads (another model type, or a variant made for other code such as the SOMA/MoSh/AMASS SMPL-X; "
+            f"use the smplx-compatible download from {REGISTRATION_URLS[model_type]})"
+        )
+
+
 def _as_npz(path: Path, cache_dir: Path, name: str) -> Path:
     if path.suffix.lower() == ".npz":
         return path
@@ -570,7 +603,11 @@ def _flame_dir(resolved: ResolvedModelFile, cache_dir: Path) -> Path:
         dynamic_data = dynamic_array[()] if dynamic_array.dtype == object else dynamic_array
         if not isinstance(dynamic_data, dict):
             raise ValueError(f"{dynamic}: expected a dict with lmk_face_idx / lmk_b_coords")
-        dynamic_clean = {k: np.asarray(v) for k, v in dynamic_data.items() if k in ("lmk_face_idx", "lmk_b_coords")}
+        dynamic_clean = {k: np.asarray(v) for k, v in dynamic_data.items() if k in _FLAME_EMBEDDING_FIELDS}
+        for source, fields in ((static, static_data), (dynamic, dynamic_clean)):
+            missing = [k for k in _FLAME_EMBEDDING_FIELDS if k not in fields]
+            if missing:
+                raise ValueError(f"{source}: FLAME landmark embedding lacks field(s) {', '.join(map(repr, missing))}")
         holder = np.empty((), dtype=object)
         holder[()] = dynamic_clean
         buffer = io.BytesIO()
@@ -587,8 +624,15 @@ def _flame_dir(resolved: ResolvedModelFile, cache_dir: Path) -> Path:
     return out_dir
 
 
-def _mano_left_shapedirs_fix(layer: nn.Module, right_file: Path | None, cache_dir: Path) -> None:
+def _mano_left_shapedirs_fix(layer: nn.Module, right_file: Path | None, cache_dir: Path, left_file: Path,
+                             left_npz: Path) -> None:
     if right_file is None:
+        if not _paths.is_standin(left_npz):  # the stand-in's left file has the mirrored sign already
+            warnings.warn(
+                f"{left_file}: no MANO_RIGHT.pkl next to this left-hand MANO file, so the official MANO_LEFT's "
+                f"shapedirs sign bug (smplx issue #48) can be neither checked nor fixed; keep both files in one folder",
+                stacklevel=3,
+            )
         return
     right_npz = _as_npz(right_file, cache_dir, "MANO_RIGHT")
     with np.load(right_npz, allow_pickle=False) as data:
@@ -628,8 +672,9 @@ def load_body_model(
         config: lookup and cache settings.
 
     Raises:
-        ValueError: unknown model type / gender (lists the choices), or more betas/expression
-            coefficients requested than the file has.
+        ValueError: unknown model type / gender (lists the choices), more betas/expression
+            coefficients requested than the file has, a file lacking fields smplx reads (file and fields
+            named), or a MANO file named for the other hand.
         FileNotFoundError: see :func:`neuralannot_cli.body.paths.find_model_file`.
     """
     if not isinstance(model_type, str) or model_type.lower() not in MODEL_TYPES:
@@ -652,6 +697,7 @@ def load_body_model(
 
             if model_type == "smplx":
                 npz = _as_npz(resolved.path, cache_dir, f"SMPLX_{gender.upper()}")
+                _check_model_fields(npz, model_type, resolved.path)
                 layer = smplx.SMPLXLayer(
                     model_path=str(npz),
                     ext="npz",
@@ -675,6 +721,7 @@ def load_body_model(
             elif model_type == "mano":
                 side = "RIGHT" if is_rhand else "LEFT"
                 npz = _as_npz(resolved.path, cache_dir, f"MANO_{side}")
+                _check_model_fields(npz, model_type, resolved.path)
                 layer = smplx.MANOLayer(
                     model_path=str(npz),
                     ext="npz",
@@ -688,10 +735,11 @@ def load_body_model(
                     right = None
                     for name in ("MANO_RIGHT.pkl", "MANO_RIGHT.npz"):
                         right = right or _paths.companion_file(resolved.path, name)
-                    _mano_left_shapedirs_fix(layer, right, cache_dir)
+                    _mano_left_shapedirs_fix(layer, right, cache_dir, resolved.path, npz)
                 layer_path = standin_probe = npz
             else:
                 flame_dir = _flame_dir(resolved, cache_dir)
+                _check_model_fields(flame_dir / f"FLAME_{gender.upper()}.npz", model_type, resolved.path)
                 layer = smplx.FLAMELayer(
                     model_path=str(flame_dir),
                     ext="npz",

@@ -18,6 +18,7 @@ silently falling back to the stand-in there would hide a typo.
 Accepted layouts inside a model directory ``DIR`` (``X`` = ``NEUTRAL``, ``MALE`` or ``FEMALE``)::
 
     DIR/smplx/SMPLX_X.npz  or .pkl      DIR/SMPLX_X.npz  or .pkl
+        (neutral only, after those: SMPLX_NEUTRAL_2020.npz, the "SMPL-X 2020" download)
     DIR/smplx/J_regressor_h36m_smplx.npy (optional, next to the SMPL-X file; for the h36m_17 joint set)
     DIR/mano/MANO_RIGHT.pkl (LEFT)  or .npz      DIR/MANO_RIGHT.pkl ...
     DIR/flame/FLAME_X.pkl  or .npz      DIR/FLAME_X.pkl ...
@@ -59,6 +60,8 @@ FLAME_DYNAMIC_EMBEDDING_FILENAME = "flame_dynamic_embedding.npy"
 STANDIN_MARKER_KEY = "neuralannot_standin"
 
 _FLAME_2020_NAMES = {"neutral": "generic_model", "male": "male_model", "female": "female_model"}
+# "SMPL-X 2020" (neutral only, 300 shape + FLAME-2020's 100 expression components), a download of its own
+_SMPLX_2020_NEUTRAL = "SMPLX_NEUTRAL_2020.npz"
 
 # The only module-level mutable state: whether the stand-in warning was printed in this process.
 _standin_warned = False
@@ -142,6 +145,8 @@ def expected_filenames(model_type: str, *, gender: str = "neutral", is_rhand: bo
         for stem in stems:
             for ext in exts:
                 names.append(f"{prefix}{stem}.{ext}")
+        if model_type == "smplx" and gender == "neutral":
+            names.append(f"{prefix}{_SMPLX_2020_NEUTRAL}")  # separate download, neutral only
     return tuple(names)
 
 
@@ -175,6 +180,22 @@ def _check_explicit(path: Path, names: tuple[str, ...], model_type: str, where: 
     )
 
 
+def _check_mano_side(path: Path, model_type: str, is_rhand: bool) -> Path:
+    """A MANO file given by name must be of the requested hand (``smplx.MANO`` also reads the side from the
+    file name): ``MANO_LEFT.pkl`` loaded as a right hand would silently give a mirrored hand."""
+    if model_type != "mano":
+        return path
+    name = path.name.upper()
+    named_right, named_left = "RIGHT" in name, "LEFT" in name
+    if named_right != named_left and named_right != bool(is_rhand):
+        wanted = "RIGHT" if is_rhand else "LEFT"
+        raise ValueError(
+            f"{path}: the file name says a {'right' if named_right else 'left'}-hand MANO model but "
+            f"is_rhand={bool(is_rhand)} asks for the {wanted.lower()} hand; pass MANO_{wanted}.pkl or its directory"
+        )
+    return path
+
+
 def find_model_file(
     model_type: str,
     *,
@@ -185,7 +206,8 @@ def find_model_file(
     """Locate a model file following the lookup order of this module.
 
     Raises:
-        ValueError: unknown ``model_type`` or ``gender`` (lists the valid choices).
+        ValueError: unknown ``model_type`` or ``gender`` (lists the valid choices), or an explicitly given MANO
+            file whose name names the other hand (``MANO_LEFT.pkl`` with ``is_rhand=True``).
         FileNotFoundError: the explicit argument or env var points at a place lacking the file, or
             nothing was found and ``config.allow_standin`` is False.
     """
@@ -197,12 +219,14 @@ def find_model_file(
         return ResolvedModelFile(path.resolve(), source, model_type, gender, bool(is_rhand))
 
     if config.model_dir is not None:
-        return resolved(_check_explicit(Path(config.model_dir), names, model_type, "the given"), "argument")
+        found = _check_explicit(Path(config.model_dir), names, model_type, "the given")
+        return resolved(_check_mano_side(found, model_type, is_rhand), "argument")
 
     env_value = os.environ.get(ENV_VAR, "") if config.use_env else ""
     if env_value:
         where = f"{ENV_VAR}={env_value!r}:"
-        return resolved(_check_explicit(Path(env_value), names, model_type, where), "env")
+        found = _check_explicit(Path(env_value), names, model_type, where)
+        return resolved(_check_mano_side(found, model_type, is_rhand), "env")
 
     user_dir = config.resolved_user_dir()
     found = _search_dir(user_dir, names) if user_dir.is_dir() else None

@@ -60,7 +60,8 @@ def train(
                                                                   "torchvision names).", exists=True)] = None,
     prior: Annotated[Optional[str], typer.Option(help="'learned' (from stage-1 Θ*; the part's default kind), "
                                                       "'learned-pca', 'learned-vposer', 'none', 'mano' (hand PCA "
-                                                      "of the model file) or a VPoser v2 checkpoint path.")] = None,
+                                                      "of the model file) or a VPoser v2 checkpoint (.ckpt / "
+                                                      ".pt / .safetensors, or the V02_05/ folder).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (torchrun: per local rank).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers.", min=0)] = None,

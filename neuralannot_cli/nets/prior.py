@@ -377,9 +377,20 @@ def _read_raw_state_dict(path: Path) -> dict[str, Tensor]:
     return {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
 
 
+def _vposer_snapshot(directory: Path) -> Path:
+    """The ``.ckpt`` of an official VPoser experiment folder (``V02_05/``): ``snapshots/*.ckpt``, the newest by
+    modification time when there are several, as ``human_body_prior.tools.model_loader.exprdir2model`` picks."""
+    snapshots = sorted((directory / "snapshots").glob("*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name))
+    if not snapshots:
+        raise FileNotFoundError(f"VPoser checkpoint not found: no {directory / 'snapshots' / '*.ckpt'} in the folder "
+                                f"{directory} (expected the V02_05 layout of the VPoser download)")  # fmt: skip
+    return snapshots[-1]
+
+
 def load_vposer_checkpoint(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> VPoserPrior:
     """Load VPoser v2 weights: the official Lightning ``.ckpt`` (``V02_05/snapshots/*.ckpt``, keys
-    ``state_dict['vp_model.encoder_net...']``), a plain ``state_dict`` ``.pt`` / ``.pth``, or ``.safetensors``.
+    ``state_dict['vp_model.encoder_net...']``) or its experiment folder ``V02_05/`` (newest snapshot, as
+    ``human_body_prior`` picks it), a plain ``state_dict`` ``.pt`` / ``.pth``, or ``.safetensors``.
 
     Keys with the ``vp_model.`` prefix are used when present (the body-model buffers the official trainer
     also saved are ignored, as ``human_body_prior.tools.model_loader`` does); ``num_joints``, ``latent_dim``
@@ -389,10 +400,12 @@ def load_vposer_checkpoint(path: str | os.PathLike, *, device: torch.device | st
         A frozen :class:`VPoserPrior` on ``device``.
 
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError: no such file, or a folder without ``snapshots/*.ckpt``.
         ValueError: unreadable file, or VPoser keys missing / unexpected / of the wrong shape (named).
     """
     path = Path(path)
+    if path.is_dir():
+        path = _vposer_snapshot(path)
     if not path.is_file():
         raise FileNotFoundError(f"VPoser checkpoint not found: {path}")
     raw = _read_raw_state_dict(path)

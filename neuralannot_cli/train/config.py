@@ -168,9 +168,9 @@ class TrainConfig:
             raise ValueError(f"cuda_graphs: needs a CUDA device (--device cuda), got device {self.device!r}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples: expected >= 1, got {self.max_samples}")
-        if self.prior not in PRIOR_NAMES and not Path(self.prior).is_file():
-            raise ValueError(f"prior: expected one of {', '.join(map(repr, PRIOR_NAMES))} or an existing checkpoint "
-                             f"file, got {self.prior!r}")
+        if self.prior not in PRIOR_NAMES and not (Path(self.prior).is_file() or Path(self.prior).is_dir()):
+            raise ValueError(f"prior: expected one of {', '.join(map(repr, PRIOR_NAMES))}, an existing checkpoint "
+                             f"file or a VPoser folder (V02_05/), got {self.prior!r}")
         if self.prior == "mano" and self.part != "hand":
             raise ValueError("prior: 'mano' (the MANO file's PCA) applies to --part hand only")
         if self.prior == "learned-vposer" and self.part != "body":
