@@ -229,3 +229,47 @@ def test_mano_file_of_the_other_hand_is_refused(
     cfg = ModelSearchConfig(model_dir=tmp_path / "m", cache_dir=tmp_path)  # a directory: the name is chosen by side
     assert find_model_file("mano", is_rhand=False, config=cfg).path == left.resolve()
     assert fake_standin == []
+
+
+def test_model_file_of_another_gender_is_refused(tmp_path: Path, fake_standin: list[Path]) -> None:
+    """An explicitly given SMPL-X / FLAME file whose name states another gender than the one asked for would be
+    labelled with the requested gender (in the model and the pseudo-GT metadata): refused, one line."""
+    neutral = _touch_npz(tmp_path / "s" / "SMPLX_NEUTRAL.npz")
+    female = _touch_npz(tmp_path / "s" / "SMPLX_FEMALE.npz")
+    male_flame = _touch_pkl(tmp_path / "f" / "male_model.pkl")
+    generic = _touch_pkl(tmp_path / "f" / "generic_model.pkl")
+    own_name = _touch_npz(tmp_path / "o" / "my_body.npz")
+
+    def find(model_type: str, path: Path, gender: str):
+        return find_model_file(model_type, gender=gender, config=ModelSearchConfig(model_dir=path, cache_dir=tmp_path))
+
+    with pytest.raises(ValueError, match=r"SMPLX_NEUTRAL\.npz: the file name says a neutral SMPLX model but "
+                                         r"gender='male'") as info:  # fmt: skip
+        find("smplx", neutral, "male")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=r"SMPLX_FEMALE\.npz: .* female .*gender='male'"):  # FEMALE contains MALE
+        find("smplx", female, "male")
+    with pytest.raises(ValueError, match=r"male_model\.pkl: .* male FLAME .*gender='neutral'"):
+        find("flame", male_flame, "neutral")
+    assert find("smplx", female, "female").path == female.resolve()
+    assert find("flame", generic, "neutral").path == generic.resolve()
+    assert find("smplx", own_name, "male").path == own_name.resolve()  # a name that says nothing: the user decides
+    assert find("smplx", tmp_path / "s", "female").path == female.resolve()  # a directory: chosen by gender
+    assert fake_standin == []
+
+
+def test_unzipped_download_folders_are_searched(tmp_path: Path, fake_standin: list[Path]) -> None:
+    """Pointing at the folder a download unpacks into finds the model file below it (searched last)."""
+    smplx_file = _touch_npz(tmp_path / "models_smplx_v1_1" / "models" / "smplx" / "SMPLX_NEUTRAL.npz")
+    mano_file = _touch_pkl(tmp_path / "mano_v1_2" / "models" / "MANO_RIGHT.pkl")
+    flame_file = _touch_pkl(tmp_path / "flame_dl" / "FLAME2020" / "generic_model.pkl")
+
+    def find(model_type: str, folder: Path) -> Path:
+        return find_model_file(model_type, config=ModelSearchConfig(model_dir=folder, cache_dir=tmp_path)).path
+
+    assert find("smplx", tmp_path / "models_smplx_v1_1") == smplx_file.resolve()
+    assert find("mano", tmp_path / "mano_v1_2") == mano_file.resolve()
+    assert find("flame", tmp_path / "flame_dl") == flame_file.resolve()
+    top = _touch_npz(tmp_path / "models_smplx_v1_1" / "SMPLX_NEUTRAL.npz")  # the usual places still come first
+    assert find("smplx", tmp_path / "models_smplx_v1_1") == top.resolve()
+    assert fake_standin == []

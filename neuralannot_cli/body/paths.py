@@ -25,6 +25,9 @@ Accepted layouts inside a model directory ``DIR`` (``X`` = ``NEUTRAL``, ``MALE``
         (FLAME 2020 names also accepted: generic_model.pkl = NEUTRAL, male_model.pkl, female_model.pkl)
     DIR/flame/flame_static_embedding.pkl, DIR/flame/flame_dynamic_embedding.npy (next to the FLAME file)
 
+and, searched last, the folders the downloads unpack to: DIR/models/smplx/ (``models_smplx_v1_1``),
+DIR/models/ and DIR/mano/models/ (``mano_v1_2``), DIR/FLAME2020/ and DIR/flame/FLAME2020/.
+
 Registration sites: https://smpl-x.is.tue.mpg.de, https://mano.is.tue.mpg.de, https://flame.is.tue.mpg.de.
 """
 
@@ -60,6 +63,10 @@ FLAME_DYNAMIC_EMBEDDING_FILENAME = "flame_dynamic_embedding.npy"
 STANDIN_MARKER_KEY = "neuralannot_standin"
 
 _FLAME_2020_NAMES = {"neutral": "generic_model", "male": "male_model", "female": "female_model"}
+# Where the downloads unpack to, below the folder a user is likely to point at (searched last):
+# models_smplx_v1_1/models/smplx/, mano_v1_2/models/, FLAME2020/
+_UNZIPPED = {"smplx": ("models/smplx/",), "mano": ("models/", "mano/models/"),
+             "flame": ("FLAME2020/", "flame/FLAME2020/")}
 # "SMPL-X 2020" (neutral only, 300 shape + FLAME-2020's 100 expression components), a download of its own
 _SMPLX_2020_NEUTRAL = "SMPLX_NEUTRAL_2020.npz"
 
@@ -141,7 +148,7 @@ def expected_filenames(model_type: str, *, gender: str = "neutral", is_rhand: bo
     else:
         stems, sub, exts = (f"FLAME_{gender.upper()}", _FLAME_2020_NAMES[gender]), "flame", ("pkl", "npz")
     names = []
-    for prefix in (f"{sub}/", ""):
+    for prefix in (f"{sub}/", "", *_UNZIPPED[model_type]):
         for stem in stems:
             for ext in exts:
                 names.append(f"{prefix}{stem}.{ext}")
@@ -180,18 +187,40 @@ def _check_explicit(path: Path, names: tuple[str, ...], model_type: str, where: 
     )
 
 
-def _check_mano_side(path: Path, model_type: str, is_rhand: bool) -> Path:
-    """A MANO file given by name must be of the requested hand (``smplx.MANO`` also reads the side from the
-    file name): ``MANO_LEFT.pkl`` loaded as a right hand would silently give a mirrored hand."""
-    if model_type != "mano":
+def _named_gender(name: str) -> str | None:
+    """The gender a model file's name states (``SMPLX_FEMALE.npz``, ``male_model.pkl``, ``generic_model.pkl``), or
+    ``None`` when the name says none."""
+    upper = name.upper()
+    if "FEMALE" in upper:
+        return "female"
+    if "MALE" in upper:
+        return "male"
+    if "NEUTRAL" in upper or "GENERIC" in upper:
+        return "neutral"
+    return None
+
+
+def _check_file_name(path: Path, model_type: str, gender: str, is_rhand: bool) -> Path:
+    """An explicitly given file must be what was asked for, as far as its name says: a MANO file of the requested
+    hand (``smplx.MANO`` also reads the side from the file name; ``MANO_LEFT.pkl`` loaded as a right hand would
+    silently give a mirrored hand), an SMPL-X / FLAME file of the requested gender (``SMPLX_NEUTRAL.npz`` asked
+    for as ``male`` would be labelled male in the written pseudo-GT)."""
+    name = path.name
+    if model_type == "mano":
+        upper = name.upper()
+        named_right, named_left = "RIGHT" in upper, "LEFT" in upper
+        if named_right != named_left and named_right != bool(is_rhand):
+            wanted = "RIGHT" if is_rhand else "LEFT"
+            raise ValueError(
+                f"{path}: the file name says a {'right' if named_right else 'left'}-hand MANO model but "
+                f"is_rhand={bool(is_rhand)} asks for the {wanted.lower()} hand; pass MANO_{wanted}.pkl or its directory"
+            )
         return path
-    name = path.name.upper()
-    named_right, named_left = "RIGHT" in name, "LEFT" in name
-    if named_right != named_left and named_right != bool(is_rhand):
-        wanted = "RIGHT" if is_rhand else "LEFT"
+    named = _named_gender(name)
+    if named is not None and named != gender:
         raise ValueError(
-            f"{path}: the file name says a {'right' if named_right else 'left'}-hand MANO model but "
-            f"is_rhand={bool(is_rhand)} asks for the {wanted.lower()} hand; pass MANO_{wanted}.pkl or its directory"
+            f"{path}: the file name says a {named} {model_type.upper()} model but gender={gender!r} was asked for; "
+            f"ask for gender {named!r}, or pass the {gender} file or its directory"
         )
     return path
 
@@ -206,8 +235,9 @@ def find_model_file(
     """Locate a model file following the lookup order of this module.
 
     Raises:
-        ValueError: unknown ``model_type`` or ``gender`` (lists the valid choices), or an explicitly given MANO
-            file whose name names the other hand (``MANO_LEFT.pkl`` with ``is_rhand=True``).
+        ValueError: unknown ``model_type`` or ``gender`` (lists the valid choices), or an explicitly given file
+            whose name says another hand (``MANO_LEFT.pkl`` with ``is_rhand=True``) or another gender
+            (``SMPLX_NEUTRAL.npz`` with ``gender='male'``).
         FileNotFoundError: the explicit argument or env var points at a place lacking the file, or
             nothing was found and ``config.allow_standin`` is False.
     """
@@ -220,13 +250,13 @@ def find_model_file(
 
     if config.model_dir is not None:
         found = _check_explicit(Path(config.model_dir), names, model_type, "the given")
-        return resolved(_check_mano_side(found, model_type, is_rhand), "argument")
+        return resolved(_check_file_name(found, model_type, gender, is_rhand), "argument")
 
     env_value = os.environ.get(ENV_VAR, "") if config.use_env else ""
     if env_value:
         where = f"{ENV_VAR}={env_value!r}:"
         found = _check_explicit(Path(env_value), names, model_type, where)
-        return resolved(_check_mano_side(found, model_type, is_rhand), "env")
+        return resolved(_check_file_name(found, model_type, gender, is_rhand), "env")
 
     user_dir = config.resolved_user_dir()
     found = _search_dir(user_dir, names) if user_dir.is_dir() else None
