@@ -449,3 +449,55 @@ def test_flame_2020_layout_300_shape_100_expression(
     reference = flame(betas=betas, expression=expression, jaw_rotvec=jaw)
     torch.testing.assert_close(out.vertices, reference.vertices)
     torch.testing.assert_close(out.joints, reference.joints)
+
+
+_UNPICKLED: list[str] = []
+
+
+def _record_unpickling(tag: str) -> str:
+    _UNPICKLED.append(tag)
+    return tag
+
+
+class _Tripwire:
+    """Unpickling this calls ``_record_unpickling``: stands for a pickle that runs code."""
+
+    def __reduce__(self):
+        return (_record_unpickling, ("npz member",))
+
+
+@pytest.mark.parametrize("model_type", ["smplx", "flame"])
+def test_npz_object_members_are_never_unpickled(
+    model_type: str, standin_dir: Path, cfg: ModelSearchConfig, smplx32: BodyModel, flame: BodyModel, tmp_path: Path
+) -> None:
+    """smplx opens .npz files with allow_pickle=True and reads every member; the released SMPL-X v1.1 / 2020 npz
+    carry pickled members (joint2num, part2num) smplx never uses. A pickle can run code, so an npz with object
+    members is loaded from a numeric-only copy: the model is the same and nothing is unpickled."""
+    if model_type == "smplx":
+        with np.load(standin_dir / "smplx" / "SMPLX_NEUTRAL.npz") as src:
+            data = {k: src[k] for k in src.files}
+        target = tmp_path / "smplx" / "SMPLX_NEUTRAL.npz"
+    else:
+        data = pickle.loads((standin_dir / "flame" / "FLAME_NEUTRAL.pkl").read_bytes())
+        data = {k: np.asarray(v.toarray() if hasattr(v, "toarray") else v) for k, v in data.items()
+                if k != "neuralannot_standin"}  # fmt: skip
+        target = tmp_path / "flame" / "FLAME_NEUTRAL.npz"
+        for name in ("flame_static_embedding.pkl", "flame_dynamic_embedding.npy"):
+            (tmp_path / "flame").mkdir(exist_ok=True)
+            shutil.copy(standin_dir / "flame" / name, tmp_path / "flame" / name)
+    data["joint2num"] = np.array(_Tripwire(), dtype=object)
+    target.parent.mkdir(exist_ok=True)
+    np.savez(target, **data)
+    _UNPICKLED.clear()
+    model = load_body_model(model_type, model_dir=tmp_path, config=cfg)
+    assert _UNPICKLED == []
+    g = torch.Generator().manual_seed(3)
+    if model_type == "smplx":
+        params = _smplx_params(2, torch.float32, seed=3)
+        torch.testing.assert_close(model(**params).vertices, smplx32(**params).vertices)
+    else:
+        kw = {"betas": torch.randn(2, 10, generator=g), "jaw_rotvec": 0.2 * torch.randn(2, 3, generator=g)}
+        torch.testing.assert_close(model(**kw).vertices, flame(**kw).vertices)
+    with np.load(target, allow_pickle=True) as raw:  # the tripwire works: a plain allow_pickle read fires it
+        raw["joint2num"]
+    assert _UNPICKLED == ["npz member"]

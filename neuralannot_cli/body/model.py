@@ -20,6 +20,8 @@ Conventions:
   (smplx issue #48). As Hand4Whole does, when the x-components of the left and right ``shapedirs``
   are (almost) equal the left ones are negated; this needs ``MANO_RIGHT`` next to ``MANO_LEFT`` (a
   ``UserWarning`` says when it is not there).
+- smplx opens ``.npz`` files with ``allow_pickle=True``; an npz with object (pickled) members is handed to it as a
+  cached numeric-only copy (:func:`_numeric_npz`), so no model file -- ``.pkl`` or ``.npz`` -- runs a pickle.
 - Before smplx reads a file, the fields it needs are checked (:func:`_check_model_fields`): a file of another model
   type or variant fails with one line naming the file and the missing fields, not smplx's ``AttributeError``.
 """
@@ -562,9 +564,49 @@ def _check_model_fields(npz: Path, model_type: str, shown: Path) -> None:
         )
 
 
+def _npz_object_members(path: Path) -> list[str]:
+    """Members of an ``.npz`` stored as object arrays (pickles), read from the ``.npy`` headers only."""
+    found = []
+    with zipfile.ZipFile(path) as zf:
+        for member in zf.namelist():
+            with zf.open(member) as f:
+                version = np.lib.format.read_magic(f)  # then the header only: nothing is unpickled
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)  # 2.0 and 3.0 share the header layout
+                _, _, dtype = read_header(f)
+            if dtype.hasobject:
+                found.append(member[:-4] if member.endswith(".npy") else member)
+    return found
+
+
+def _numeric_npz(path: Path, cache_dir: Path, name: str) -> Path:
+    """``path`` itself when every member is numeric, else a cached copy with the numeric members only.
+
+    smplx opens ``.npz`` files with ``allow_pickle=True`` and reads every member, so an object member (the
+    released SMPL-X v1.1 / 2020 files carry ``joint2num`` / ``part2num``, which smplx does not use) would be
+    unpickled -- and a pickle can run code. Model ``.pkl`` files go through a restricted unpickler
+    (:mod:`.pkl`); this gives ``.npz`` files the same guarantee.
+    """
+    try:
+        objects = _npz_object_members(path)
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable .npz model file ({type(exc).__name__}: {exc})") from None
+    if not objects:
+        return path
+    out = cache_dir / "converted" / file_sha256(path)[:20] / f"{name}.npz"
+    if out.is_file():
+        return out
+    with np.load(path, allow_pickle=False) as data:
+        numeric = {k: data[k] for k in data.files if k not in objects}
+    buffer = io.BytesIO()
+    np.savez(buffer, **numeric)
+    atomic_write_bytes(out, buffer.getvalue())
+    return out
+
+
 def _as_npz(path: Path, cache_dir: Path, name: str) -> Path:
     if path.suffix.lower() == ".npz":
-        return path
+        return _numeric_npz(path, cache_dir, name)
     return convert_pkl_to_npz(path, cache_dir, name=name)
 
 
@@ -591,7 +633,8 @@ def _flame_dir(resolved: ResolvedModelFile, cache_dir: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".flame-", dir=out_dir.parent))
     try:
         if resolved.path.suffix.lower() == ".npz":
-            shutil.copyfile(resolved.path, tmp / model_name)
+            shutil.copyfile(_numeric_npz(resolved.path, cache_dir, f"FLAME_{resolved.gender.upper()}"),
+                            tmp / model_name)
         else:
             data = numeric_arrays(load_restricted_pickle(resolved.path), source=str(resolved.path))
             buffer = io.BytesIO()
