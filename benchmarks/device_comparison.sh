@@ -21,17 +21,22 @@
 #   one call (~7 min; 15 min of device time allow one start + this + a margin), timeout_s 590:
 #     STAGE1_EPOCHS=20 STAGE2_EPOCHS=120 DECAY=105 BATCH=512 BUDGET=400 ALSO_EAGER=1 EAGER_BUDGET=150 \
 #       bash benchmarks/device_comparison.sh full
-#     It first runs tests/test_cuda_graphs.py (graph steps == eager steps) and benchmarks/train_step.py (ms per
-#     stage-2 step, eager vs CUDA graphs, batch 128/256/512; ops per step; the eager step with the body model fed
-#     axis-angle as before session 7, ratios), then the comparison with --cuda-graphs
-#     (CUDA_GRAPHS=0: eager), and with ALSO_EAGER=1 the same training once more without graphs against the same
-#     baseline (run_eager/; cut at EAGER_BUDGET s). A failed capture warns and trains eagerly, so the comparison
-#     still finishes.
+#     It runs the comparison with --cuda-graphs (CUDA_GRAPHS=0: eager), then with ALSO_EAGER=1 the same training
+#     once more without graphs against the same baseline (run_eager/; cut at EAGER_BUDGET s), then, in the time
+#     left before DEADLINE (575 s after the start; every step's timeout is cut to it, so the call's 590 s limit
+#     never kills the script with a result unprinted), tests/test_cuda_graphs.py (graph steps == eager steps)
+#     and benchmarks/train_step.py (ms per stage-2 step, eager vs CUDA graphs, batch 128/256/512; ops per step;
+#     the eager step with the body model fed axis-angle as before session 7, ratios). A failed capture warns
+#     and trains eagerly, so the comparison still finishes.
 #     (2-core CPU: this recipe (b512e120, 900 steps) gave target PA-MPJPE 84.3 / 83.9 mm = 0.57x, aux 0.25x / 0.33x
 #     on seeds 0 / 1; b256e80 (STAGE2_EPOCHS=80 DECAY=70 BATCH=256, 1,340 steps) 89.2-97.6 mm on four runs;
 #     BATCH=512 with only 80 stage-2 epochs (620 steps) 93.1 / 101.8 mm. H100 runs of session 5, eager, old step:
 #     G1 1,240 steps in 134.8 s of training, 130.8x; G2 2,160 steps, 104.4 mm, 69.9x. Operations dispatched per
-#     stage-2 step, views included: G1 4,284; after session 5 2,169; session 7 1,828 (1,209 without views))
+#     stage-2 step, views included: G1 4,284; after session 5 2,169; session 7 1,828 (1,209 without views).
+#     The per-sample baseline got cheaper too: one x1 fit of one target sample dispatches 267,747 operations now
+#     vs 662,307 at e42d73e (G1's code), 2.47x fewer, so expect ~3.8 s per sample instead of 9.0 on an H100; if
+#     both sides stay launch-bound, b512e120 eager projects to ~120-170x (G1's 130.8x x 3.23x fewer NA operations
+#     / 2.47x, less for NA's fixed costs) -- thin, which is why the graphed run comes first)
 #     with no .benchpack/baseline.tar: fits the baseline too (batched ~70 s and 8 per-sample fits ~75 s at x1 on an
 #     H100 before the kinematics change of session 5);
 #   or two: `bash benchmarks/device_comparison.sh probe` (timeout_s 330), copy its baseline.tar into .benchpack/,
@@ -43,6 +48,10 @@
 set -o pipefail
 MODE=${1:-full}
 T0=$(date +%s)
+DEADLINE=${DEADLINE:-575}  # s after start; every step's timeout is cut to what is left (the device call's limit is 590)
+left() {  # left WANTED: WANTED s, or fewer when the deadline is nearer (at least 1)
+  local rest=$(( DEADLINE - ($(date +%s) - T0) )); [ "$rest" -lt "$1" ] && echo $(( rest > 1 ? rest : 1 )) || echo "$1"
+}
 OUT=${OUT:-/tmp/device_out}; mkdir -p "$OUT"; export OUT
 W=${WORK:-/tmp}; DEV=${DEV:-cuda}; COUNT=${COUNT:-2000}  # (DEV=cpu COUNT=64 with a small pack: a dry run of this script)
 if [ -d .whl ] && [ -z "$NO_WHEELS" ]; then
@@ -98,14 +107,7 @@ EOF
   exit 0
 fi
 
-# full
-if [ "$DEV" = cuda ] && [ "${CUDA_GRAPHS:-1}" = 1 ]; then
-  timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py > "$OUT/graph_tests.log" 2>&1
-  echo "graph tests rc $?"; tail -3 "$OUT/graph_tests.log"
-  timeout 150 python3 -W ignore benchmarks/train_step.py --batch-sizes 128 256 512 --steps 20 --model-dir $W/bench/models \
-    --threads 8 --compare-rotvec-input 2>&1 | tee "$OUT/train_step.log" | tail -4
-  echo "step benchmark rc $? at $(( $(date +%s) - T0 )) s"
-fi
+# full: the comparison first (the result), then the diagnostics in the time left
 EXTRA=()
 [ "$DEV" = cuda ] && [ "${CUDA_GRAPHS:-1}" = 1 ] && EXTRA=(--cuda-graphs)
 BASELINE=${BASELINE:-.benchpack/baseline.tar}
@@ -114,7 +116,7 @@ if [ -f "$BASELINE" ]; then
   EXTRA+=(--baseline-from $W/prev)
 fi
 mkdir -p $W/run && ln -s $W/bench/data $W/run/data && ln -s $W/bench/models $W/run/models
-timeout "${BUDGET:-480}" python3 -W ignore benchmarks/annotator_comparison.py "${COMMON[@]}" --out $W/run \
+timeout "$(left "${BUDGET:-480}")" python3 -W ignore benchmarks/annotator_comparison.py "${COMMON[@]}" --out $W/run \
   --stage1-epochs "${STAGE1_EPOCHS:-40}" --stage2-epochs "${STAGE2_EPOCHS:-100}" --lr-decay-epochs "${DECAY:-85}" \
   --input-size "${INPUT_SIZE:-32}" --batch-size "${BATCH:-64}" --prior "${PRIOR:-none}" "${EXTRA[@]}" \
   > "$OUT/bench.log" 2>&1
@@ -125,12 +127,19 @@ cp $W/run/benchmark.json $W/run/runs/body/metrics.jsonl "$OUT/" 2>/dev/null
 echo "benchmark rc $rc at $(( $(date +%s) - T0 )) s"
 if [ $rc -eq 0 ] && [ -n "$ALSO_EAGER" ]; then  # same training, no graphs, same baseline
   mkdir -p $W/run_eager && ln -s $W/bench/data $W/run_eager/data && ln -s $W/bench/models $W/run_eager/models
-  timeout "${EAGER_BUDGET:-180}" python3 -W ignore benchmarks/annotator_comparison.py "${COMMON[@]}" \
+  timeout "$(left "${EAGER_BUDGET:-180}")" python3 -W ignore benchmarks/annotator_comparison.py "${COMMON[@]}" \
     --out $W/run_eager --stage1-epochs "${STAGE1_EPOCHS:-40}" --stage2-epochs "${STAGE2_EPOCHS:-100}" \
     --lr-decay-epochs "${DECAY:-85}" --input-size "${INPUT_SIZE:-32}" --batch-size "${BATCH:-64}" \
     --prior "${PRIOR:-none}" --baseline-from $W/run > "$OUT/bench_eager.log" 2>&1
   echo "eager benchmark rc $? at $(( $(date +%s) - T0 )) s"
   grep -v -i "warn" "$OUT/bench_eager.log" | grep -E "NeuralAnnot|ratios|speed-up|target PA" | tail -6
   mkdir -p "$OUT/eager" && cp $W/run_eager/benchmark.json $W/run_eager/runs/body/metrics.jsonl "$OUT/eager/" 2>/dev/null
+fi
+if [ "$DEV" = cuda ] && [ "${CUDA_GRAPHS:-1}" = 1 ]; then
+  timeout $(left 120) python3 -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py > "$OUT/graph_tests.log" 2>&1
+  echo "graph tests rc $?"; tail -3 "$OUT/graph_tests.log"
+  timeout $(left 150) python3 -W ignore benchmarks/train_step.py --batch-sizes 128 256 512 --steps 20 --model-dir $W/bench/models \
+    --threads 8 --compare-rotvec-input 2>&1 | tee "$OUT/train_step.log" | tail -4
+  echo "step benchmark rc $? at $(( $(date +%s) - T0 )) s"
 fi
 exit $rc
