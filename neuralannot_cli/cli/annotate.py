@@ -85,16 +85,17 @@ def annotate(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options "
                                                           "(skips the samples already written).")] = False,
     model_dir: Annotated[Optional[Path], typer.Option(
-        help="Folder with SMPL-X/MANO files (Human3.6M/MPI-INF-3DHP world-frame output and smplifyx need them); "
-             "else $NEURALANNOT_BODY_MODELS, the user folder, then the stand-in.", envvar="NEURALANNOT_BODY_MODELS")] = None,
+        help="Folder with SMPL-X/MANO files (Human3.6M/MPI-INF-3DHP/InterHand2.6M world-frame output and smplifyx "
+             "need them); else $NEURALANNOT_BODY_MODELS, the user folder, then the stand-in.", envvar="NEURALANNOT_BODY_MODELS")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Annotate only the first N samples.", min=1)] = None,
 ) -> None:
     """Annotate a dataset with pseudo-GT SMPL-X / MANO parameters: a trained NeuralAnnot checkpoint, or the
     SMPLify-X-style baseline (--method smplifyx), both writing the same files.
 
     COCO-style sets are keyed by annotation id ({"smplx_param", "cam_param"}; hands: {"right", "left"} with
-    {"mano_param", "cam_param"}); Human3.6M is written per subject keyed by action, subaction, frame in the
-    world frame, as Hand4Whole's loaders read them. Run metadata (method, timing) goes to a *.meta.json sidecar.
+    {"mano_param", "cam_param"}); Human3.6M is written per subject keyed by action, subaction, frame, and
+    InterHand2.6M keyed by capture, frame, hand, in the world frame, as Hand4Whole's loaders read them. Run
+    metadata (method, timing) goes to a *.meta.json sidecar.
 
     Example: neuralannot annotate data/coco/annotations/coco_wholebody_train_v1.0.json --checkpoint ckpt/ --out pseudo_gt.json
 

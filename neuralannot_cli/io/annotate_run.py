@@ -285,7 +285,8 @@ class AnnotateConfig:
         batch_size / workers / device: inference settings (``batch_size``: samples per forward pass or per
             optimisation batch, and per progress-log line).
         resume: continue an interrupted job (same options) from its progress log.
-        model_dir: body-model folder (needed for Human3.6M / MPI-INF-3DHP world-frame output).
+        model_dir: body-model folder (needed for the world-frame output of Human3.6M / MPI-INF-3DHP /
+            InterHand2.6M).
         limit: annotate only the first ``limit`` samples (``None``: all).
     """
 
@@ -439,7 +440,8 @@ def _sample_key(kind: str, sample: Sample, part: str) -> str:
     return record_key(kind, sample.ids, side)
 
 
-def _rest_pelvis(body_model: Any, betas: np.ndarray, device: str) -> np.ndarray:
+def _rest_root_joint(body_model: Any, betas: np.ndarray, device: str) -> np.ndarray:
+    """``(batch, 3)`` joint 0 of the shaped rest model (SMPL-X: pelvis; MANO: wrist), float64 metres."""
     with torch.no_grad():
         out = body_model(betas=torch.as_tensor(betas, dtype=body_model.dtype,
                                                device=getattr(body_model, "device", device)))
@@ -447,8 +449,11 @@ def _rest_pelvis(body_model: Any, betas: np.ndarray, device: str) -> np.ndarray:
 
 
 def _records_from_prediction(kind: str, part: str, pred: Any, samples: Sequence[Sample], keys: Sequence[str],
-                             mirrored: Sequence[bool], body_model: Any, device: str, joint_set: str | None
-                             ) -> list[SmplxRecord | ManoRecord]:
+                             mirrored: Sequence[bool], body_model: Any, device: str, joint_set: str | None,
+                             hand_models: dict[str, Any] | None = None) -> list[SmplxRecord | ManoRecord]:
+    """Camera-frame records of one predicted batch; with the extrinsics and rest root joint that the world-frame
+    files need: Human3.6M / MPI-INF-3DHP (``body_model``: SMPL-X) and InterHand2.6M (``hand_models``:
+    ``{"right"|"left": MANO}``, the sides in the batch; ``t = -camrot @ campos``)."""
     root = _field(pred, "root_rotvec")
     pose = _field(pred, "pose_rotvecs")
     betas = _field(pred, "betas")
@@ -463,7 +468,7 @@ def _records_from_prediction(kind: str, part: str, pred: Any, samples: Sequence[
     js = getattr(pred, "joint_set", None) or joint_set
     out: list[SmplxRecord | ManoRecord] = []
     if part == "body":
-        pelvis = _rest_pelvis(body_model, betas, device) if kind in _WORLD_KINDS else None
+        pelvis = _rest_root_joint(body_model, betas, device) if kind in _WORLD_KINDS else None
         for i, s in enumerate(samples):
             kpi = None if kp is None else kp[i]
             extra: dict[str, Any] = {}
@@ -483,13 +488,24 @@ def _records_from_prediction(kind: str, part: str, pred: Any, samples: Sequence[
             raise ValueError(f"Prediction.mirrored: {keys[bad]}: the prediction's hand side "
                              f"({'left' if flags.shape == want.shape and flags[bad] else 'right'}) disagrees with "
                              f"the sample's ({'left' if want[bad] else 'right'})")
+    sides = ["left" if m else "right" for m in mirrored]
+    wrist = np.full((n, 3), np.nan)
+    if kind == "interhand" and hand_models:
+        for side, model in hand_models.items():
+            rows = [i for i in range(n) if sides[i] == side]
+            if rows:
+                wrist[rows] = _rest_root_joint(model, betas[rows], device)
     for i, s in enumerate(samples):
         # the prediction already holds LEFT-MANO parameters for left hands (module docstring): no mirroring here
         kpi = None if kp is None else kp[i]
-        out.append(ManoRecord(key=keys[i], ids=s.ids, hand_type="left" if mirrored[i] else "right",
-                              root_rotvec=root[i], hand_pose_rotvecs=pose[i], betas=betas[i], transl_m=transl[i],
-                              focal_px=focal[i], princpt_px=princpt[i], keypoints_2d_px=kpi, joint_set=js,
-                              score=_score(kpi, s)))
+        extra = {}
+        if not np.isnan(wrist[i]).any() and "cam_rotmat" in s.extras and "campos_mm" in s.extras:
+            camrot = np.asarray(s.extras["cam_rotmat"], np.float64).reshape(3, 3)
+            campos_mm = np.asarray(s.extras["campos_mm"], np.float64).reshape(3)
+            extra = dict(cam_rotmat=camrot, cam_trans_mm=-camrot @ campos_mm, rest_wrist_m=wrist[i])
+        out.append(ManoRecord(key=keys[i], ids=s.ids, hand_type=sides[i], root_rotvec=root[i],
+                              hand_pose_rotvecs=pose[i], betas=betas[i], transl_m=transl[i], focal_px=focal[i],
+                              princpt_px=princpt[i], keypoints_2d_px=kpi, joint_set=js, score=_score(kpi, s), **extra))
     return out
 
 
@@ -578,6 +594,13 @@ def run_annotate(
             from neuralannot_cli.body import load_body_model
 
             body_model = load_body_model("smplx", model_dir=config.model_dir, device=config.device)
+        hand_models = None
+        if part == "hand" and kind == "interhand" and pending:  # rest wrists for the world-frame file
+            from neuralannot_cli.body import load_body_model
+
+            hand_models = {side: load_body_model("mano", is_rhand=side == "right", model_dir=config.model_dir,
+                                                 device=config.device)
+                           for side in sorted({"left" if mirrored[i] else "right" for i in pending})}
         new_batches = 0
         predict_seconds = 0.0
         if pending:
@@ -591,7 +614,7 @@ def run_annotate(
                 predict_seconds += time.perf_counter() - tp
                 recs = _records_from_prediction(
                     kind, part, pred, [sub[i] for i in idx], [sub_keys[i] for i in idx],
-                    [sub_mirrored[i] for i in idx], body_model, config.device, predictor.joint_set)
+                    [sub_mirrored[i] for i in idx], body_model, config.device, predictor.joint_set, hand_models)
                 log.append([r.key for r in recs], [record_to_dict(r) for r in recs])
                 done += len(recs)
                 new_batches += 1
@@ -624,7 +647,7 @@ def run_annotate(
             "checkpoint": None if config.checkpoint is None else str(Path(config.checkpoint).resolve()),
             "format": config.fmt, "num_records": len(records), "files": [str(f) for f in files],
             "model_type": "smplx" if part == "body" else "mano",
-            "frame": "world" if kind in _WORLD_KINDS and config.fmt == "json" else "camera",
+            "frame": "world" if kind in (*_WORLD_KINDS, "interhand") and config.fmt == "json" else "camera",
             "standin_body_model": bool(getattr(predictor, "is_standin", False)),
             "input_size": int(predictor.input_size) if predictor.needs_images else None,
             "batch_size": config.batch_size, "device": str(config.device),

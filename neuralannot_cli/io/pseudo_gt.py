@@ -67,13 +67,27 @@ are relative to the model's mean hand (``smplx.create(..., use_pca=False)`` with
    ``3DPW_{split}.json`` ``images[].cam_param``. We also write ``lhand_pose`` ... ``face_valid`` as in item 1 and
    keep ``focal``/``princpt`` under ``neuralannot``. A released file read back has no intrinsics: its records get
    ``focal_px = princpt_px = (0, 0)``.
-7. InterHand2.6M: the field's MANO file is ``InterHand2.6M_{split}_MANO_NeuralAnnot.json`` keyed
-   ``[str(capture)][str(frame_idx)][hand_type]`` -> flat ``{"pose": [48], "shape": [10], "trans": [3]}`` or
-   ``null``, one set per frame in the WORLD frame (Hand4Whole ``data/InterHand26M/InterHand26M.py``;
-   facebookresearch/InterHand2.6M ``tool/MANO_world_to_camera/convert.py``). This module writes InterHand
-   like COCO-WholeBody hands (item 2: ``str(ann_id)`` -> ``right``/``left``, camera frame); a documented
-   deviation: Hand4Whole's loader wraps its look-up in ``except KeyError: mano_param = None``, so it reads NO
-   parameter from our file, silently.
+7. InterHand2.6M, MANO: ``InterHand2.6M_{split}_MANO_NeuralAnnot.json`` (Hand4Whole
+   ``data/InterHand26M/InterHand26M.py`` + ``process_human_model_output(..., 'mano')``;
+   facebookresearch/InterHand2.6M ``tool/MANO_world_to_camera/convert.py`` and ``tool/MANO_render/render.py``)::
+
+       {str(capture): {str(frame_idx): {"right": {"pose": [48], "shape": [10], "trans": [3]} | null,
+                                        "left":  {...} | null}}}
+
+   No ``mano_param`` / ``cam_param`` wrapper: one parameter set per (capture, frame, hand), shared by all
+   cameras, in the InterHand2.6M WORLD frame (``trans`` in metres; the world is in mm). ``left`` is for the
+   LEFT MANO model (``is_rhand=False``, with smplx's left ``shapedirs`` fix). A view is reached with the
+   capture's ``campos`` (camera centre, mm) and ``camrot`` of ``InterHand2.6M_{split}_camera.json``:
+   ``R = camrot``, ``t = -R @ campos`` (mm). render.py / convert.py's first method map the world mesh
+   ``X_cam = R @ (1000 X_world) + t`` (mm); Hand4Whole and convert.py's second method merge ``R`` into the
+   root pose and rotate about the WRIST of the posed mesh (``J_regressor`` row ``Wrist``; convert.py: the
+   InterHand regressor, row 20), adding ``t / 1000`` -- the transform of item 3 with the wrist in place of the
+   pelvis. Hand4Whole wraps the look-up in ``except KeyError: mano_param = None`` (a missing hand is trained
+   with zeros, silently). We write the inverse of the exact map: ``root_world = Log(R^T Exp(root_cam))``,
+   ``trans_world = R^T (p0 + transl_cam - t / 1000) - p0`` with ``p0`` = kinematic wrist (joint 0) of the
+   shaped rest hand of that side's model. The wrist regressed from a posed mesh is ``p0`` when the wrist's
+   vertices carry no pose corrective (the stand-in); the real MANO's correctives can move it slightly, the
+   same approximation those two loaders make on the released file.
 
 Our additions (ignored by those loaders, which only index the keys above)
 ------------------------------------------------------------------------
@@ -81,9 +95,10 @@ Every entry carries ``"neuralannot": {...}``: ``key`` (our record key), ``ids`` 
 :class:`~neuralannot_cli.data.record.Sample`), ``keypoints_2d_px`` (J x 2, the annotator's projection of its
 own joints into the original image), ``joint_set``, ``score`` and, for the world-frame layouts, ``camera``
 (which view's prediction was kept), ``cam_R``/``cam_t_mm`` (its extrinsics), ``focal``/``princpt`` and
-``rest_pelvis_m`` (``p0``), which make the world->camera step exactly invertible by :func:`read_pseudo_gt`.
-For Human3.6M / MPI-INF-3DHP each frame has one entry although several cameras see it: the prediction of
-the lowest ``score`` (ties: lowest camera index) is kept; the ``.npz`` format keeps all of them.
+``rest_pelvis_m`` / ``rest_wrist_m`` (``p0``), which make the world->camera step exactly invertible by
+:func:`read_pseudo_gt`. For Human3.6M / MPI-INF-3DHP each frame, and for InterHand2.6M each (frame, hand), has
+one entry although several cameras see it: the prediction of the lowest ``score`` (ties: lowest camera id) is
+kept; the ``.npz`` format keeps all of them.
 Run metadata (tool version, checkpoint, stand-in flag, timing) goes to a sidecar
 :func:`meta_path_for` ``(path)`` so the main JSON stays loader-compatible.
 
@@ -131,6 +146,7 @@ PseudoGTKind = Literal["coco_wholebody", "h36m", "mpi3dhp", "freihand", "interha
 _KINDS = ("coco_wholebody", "h36m", "mpi3dhp", "freihand", "interhand", "3dpw")
 MPI3DHP_FILE_NAME = "MPI-INF-3DHP_SMPLX_NeuralAnnot.json"
 _H36M_RE = re.compile(r"^Human36M_subject(\d+)_SMPLX_NeuralAnnot\.json$")
+_INTERHAND_RE = re.compile(r"^InterHand2\.6M_\w+_MANO_NeuralAnnot\.json$")
 
 
 def h36m_file_name(subject: int) -> str:
@@ -253,6 +269,10 @@ class ManoRecord:
         hand_type: ``"right"`` or ``"left"``; a left hand's parameters are for the LEFT MANO model.
         root_rotvec: ``(3,)``; hand_pose_rotvecs: ``(15, 3)`` relative to the mean hand; betas ``(10,)``;
         transl_m: ``(3,)``; focal_px / princpt_px ``(2,)``; keypoints_2d_px ``(21, 2)`` or ``None``.
+        cam_rotmat / cam_trans_mm: world->camera extrinsics ``X_cam = R X_world + t`` (InterHand2.6M:
+            ``R = camrot``, ``t = -R @ campos``), needed for its world-frame file (module docstring, item 7).
+        rest_wrist_m: ``(3,)`` wrist (joint 0) of the shaped rest hand of ``hand_type``'s model.
+        score / frame: as :class:`SmplxRecord`.
     """
 
     key: str
@@ -266,6 +286,9 @@ class ManoRecord:
     princpt_px: np.ndarray
     keypoints_2d_px: np.ndarray | None = None
     joint_set: str | None = None
+    cam_rotmat: np.ndarray | None = None
+    cam_trans_mm: np.ndarray | None = None
+    rest_wrist_m: np.ndarray | None = None
     score: float | None = None
     frame: Literal["camera", "world"] = field(default="camera")
 
@@ -285,8 +308,13 @@ class ManoRecord:
         s(self, "focal_px", _arr("focal_px", self.focal_px, (2,), o))
         s(self, "princpt_px", _arr("princpt_px", self.princpt_px, (2,), o))
         s(self, "keypoints_2d_px", _kp(self.keypoints_2d_px, o))
+        s(self, "cam_rotmat", _opt("cam_rotmat", self.cam_rotmat, (3, 3), o))
+        s(self, "cam_trans_mm", _opt("cam_trans_mm", self.cam_trans_mm, (3,), o))
+        s(self, "rest_wrist_m", _opt("rest_wrist_m", self.rest_wrist_m, (3,), o))
         if self.score is not None:
             s(self, "score", float(self.score))
+        if self.frame not in ("camera", "world"):
+            raise ValueError(f"{o}.frame: expected 'camera' or 'world', got {self.frame!r}")
 
 
 Record = SmplxRecord | ManoRecord
@@ -351,11 +379,12 @@ def camera_to_world_params(
     cam_rotmat: np.ndarray,
     cam_trans_mm: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Camera-frame ``(root_rotvec (3,), transl (3,))`` -> the world-frame pair Hand4Whole's Human3.6M /
-    MPI-INF-3DHP loaders expect (module docstring, item 3); float64.
+    """Camera-frame ``(root_rotvec (3,), transl (3,))`` -> the world-frame pair of the Human3.6M /
+    MPI-INF-3DHP SMPL-X and InterHand2.6M MANO files (module docstring, items 3 and 7); float64.
 
     ``root_world = Log(R^T Exp(root_cam))``, ``trans_world = R^T (p0 + transl_cam - t / 1000) - p0`` with
-    ``X_cam = R X_world + t`` (``t`` in mm) and ``p0 = rest_pelvis_m``.
+    ``X_cam = R X_world + t`` (``t`` in mm) and ``p0 = rest_pelvis_m``, the joint 0 of the shaped rest model
+    (SMPL-X: pelvis; MANO: wrist).
     """
     r = np.asarray(cam_rotmat, np.float64).reshape(3, 3)
     t_m = np.asarray(cam_trans_mm, np.float64).reshape(3) / 1000.0
@@ -397,7 +426,8 @@ def record_to_dict(rec: Record) -> dict[str, Any]:
                  "cam_trans_mm", "rest_pelvis_m")
     elif isinstance(rec, ManoRecord):
         d = {"model_type": "mano", "hand_type": rec.hand_type}
-        names = ("root_rotvec", "hand_pose_rotvecs", "betas", "transl_m", "focal_px", "princpt_px")
+        names = ("root_rotvec", "hand_pose_rotvecs", "betas", "transl_m", "focal_px", "princpt_px", "cam_rotmat",
+                 "cam_trans_mm", "rest_wrist_m")
     else:
         raise TypeError(f"record_to_dict: expected SmplxRecord or ManoRecord, got {type(rec).__name__}")
     d.update(key=rec.key, ids=_jsonable(rec.ids), joint_set=rec.joint_set, score=rec.score, frame=rec.frame)
@@ -471,23 +501,36 @@ def _mano_entry(rec: ManoRecord) -> dict[str, Any]:
             "cam_param": _cam_param(rec), "neuralannot": _extras(rec)}
 
 
-def _world_entry(rec: SmplxRecord, camera: Any) -> dict[str, Any]:
-    if rec.cam_rotmat is None or rec.cam_trans_mm is None or rec.rest_pelvis_m is None:
-        raise ValueError(
-            f"SmplxRecord[{rec.key}]: cam_rotmat / cam_trans_mm / rest_pelvis_m are needed for the world-frame "
-            "layout of Human3.6M / MPI-INF-3DHP"
-        )
-    root_w, trans_w = camera_to_world_params(rec.root_rotvec, rec.transl_m, rec.rest_pelvis_m, rec.cam_rotmat,
-                                             rec.cam_trans_mm)
+def _to_world(rec: Record, camera: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """World-frame ``(root_rotvec, trans)`` of a camera-frame record, and our extras that invert the step."""
+    rest_name, layout = (("rest_wrist_m", "InterHand2.6M") if isinstance(rec, ManoRecord)
+                         else ("rest_pelvis_m", "Human3.6M / MPI-INF-3DHP"))
+    rest = getattr(rec, rest_name)
+    if rec.cam_rotmat is None or rec.cam_trans_mm is None or rest is None:
+        raise ValueError(f"{type(rec).__name__}[{rec.key}]: cam_rotmat / cam_trans_mm / {rest_name} are needed for "
+                         f"the world-frame layout of {layout}")
+    root_w, trans_w = camera_to_world_params(rec.root_rotvec, rec.transl_m, rest, rec.cam_rotmat, rec.cam_trans_mm)
     extras = _extras(rec)
     extras.update(camera=_jsonable(camera), cam_R=_l(rec.cam_rotmat), cam_t_mm=_l(rec.cam_trans_mm),
-                  focal=_l(rec.focal_px), princpt=_l(rec.princpt_px), rest_pelvis_m=_l(rec.rest_pelvis_m))
+                  focal=_l(rec.focal_px), princpt=_l(rec.princpt_px), **{rest_name: _l(rest)})
+    return root_w, trans_w, extras
+
+
+def _world_entry(rec: SmplxRecord, camera: Any) -> dict[str, Any]:
+    root_w, trans_w, extras = _to_world(rec, camera)
     return {"root_pose": _l(root_w), "body_pose": _l(rec.body_pose_rotvecs), "shape": _l(rec.betas),
             "trans": _l(trans_w), "neuralannot": extras}
 
 
-def _pick_per_frame(records: Iterable[SmplxRecord], frame_of: Any) -> dict[tuple, SmplxRecord]:
-    best: dict[tuple, SmplxRecord] = {}
+def _interhand_entry(rec: ManoRecord) -> dict[str, Any]:
+    """A flat world-frame ``{"pose", "shape", "trans"}`` hand of the InterHand2.6M file (module docstring, item 7)."""
+    root_w, trans_w, extras = _to_world(rec, rec.ids.get("camera"))
+    pose = np.concatenate([root_w, rec.hand_pose_rotvecs.reshape(-1)])
+    return {"pose": _l(pose), "shape": _l(rec.betas), "trans": _l(trans_w), "neuralannot": extras}
+
+
+def _pick_per_frame(records: Iterable[Record], frame_of: Any) -> dict[tuple, Record]:
+    best: dict[tuple, Record] = {}
     for rec in records:
         fk = frame_of(rec)
         cur = best.get(fk)
@@ -496,7 +539,7 @@ def _pick_per_frame(records: Iterable[SmplxRecord], frame_of: Any) -> dict[tuple
     return best
 
 
-def _rank(rec: SmplxRecord) -> tuple[float, str]:
+def _rank(rec: Record) -> tuple[float, str]:
     score = rec.score if rec.score is not None else math.inf
     return (score, str(rec.ids.get("camera", "")).zfill(8))
 
@@ -524,8 +567,10 @@ def write_pseudo_gt_json(records: Iterable[Record], path: str | os.PathLike, *, 
 
     - ``coco_wholebody`` SMPL-X: one file ``path`` keyed by ``str(ann_id)`` -> ``smplx_param`` / ``cam_param``.
     - ``3dpw`` SMPL-X: one file ``path`` keyed by ``str(ann_id)`` -> the flat parameters (module docstring, item 6).
-    - ``coco_wholebody`` / ``interhand`` MANO: one file ``path`` keyed ``str(ann_id)`` -> ``right``/``left``
-      (``null`` for a hand without a record).
+    - ``coco_wholebody`` MANO: one file ``path`` keyed ``str(ann_id)`` -> ``right``/``left`` (``null`` for a
+      hand without a record).
+    - ``interhand`` MANO: one file ``path`` keyed ``[capture][frame]`` -> ``right``/``left`` -> the flat
+      world-frame parameters or ``null``, one per (frame, hand): the lowest ``score`` of its views.
     - ``freihand`` MANO: one file ``path`` keyed by ``str(image_number)``.
     - ``h36m``: ``path`` is a FOLDER; one ``Human36M_subject{S}_SMPLX_NeuralAnnot.json`` per subject.
     - ``mpi3dhp``: one file ``path`` keyed ``[subject][seq][frame]``.
@@ -545,7 +590,19 @@ def write_pseudo_gt_json(records: Iterable[Record], path: str | os.PathLike, *, 
         if dataset_kind in ("h36m", "mpi3dhp", "3dpw"):
             raise ValueError(f"{path}: MANO records cannot be written in the {dataset_kind} layout")
         out: dict[str, Any] = {}
-        if dataset_kind == "freihand":
+        if dataset_kind == "interhand":
+            for r in recs:
+                assert isinstance(r, ManoRecord)
+                if r.cam_rotmat is None or r.cam_trans_mm is None or r.rest_wrist_m is None:
+                    _interhand_entry(r)  # raises the explanatory ValueError
+                missing = [k for k in ("capture", "frame") if k not in r.ids]
+                if missing:
+                    raise ValueError(f"ManoRecord[{r.key}].ids: missing {missing} needed by the interhand layout")
+            best = _pick_per_frame(recs, lambda r: (r.ids["capture"], r.ids["frame"], r.hand_type))
+            for (capture, frame, side), r in sorted(best.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+                slot = out.setdefault(str(capture), {}).setdefault(str(frame), {"right": None, "left": None})
+                slot[side] = _interhand_entry(r)  # type: ignore[arg-type]
+        elif dataset_kind == "freihand":
             for r in recs:
                 out[record_key("freihand", r.ids)] = _mano_entry(r)  # type: ignore[arg-type]
         else:
@@ -674,9 +731,7 @@ def _read_mano_entry(entry: Mapping, path: Path, where: str, hand_type: str, fal
     p = _get(entry, "mano_param", path, where)
     cam = _get(entry, "cam_param", path, where)
     ex = entry.get("neuralannot") or {}
-    pose = np.asarray(_get(p, "pose", path, f"{where}.mano_param"), dtype=np.float64).reshape(-1)
-    if pose.shape != (48,):
-        raise ValueError(f"{path}: {where}.mano_param.pose: expected 48 numbers, got {pose.shape[0]}")
+    pose = _mano_pose(_get(p, "pose", path, f"{where}.mano_param"), path, f"{where}.mano_param.pose")
     try:
         return ManoRecord(
             key=ex.get("key", fallback_key), ids=ex.get("ids", fallback_ids), hand_type=hand_type,  # type: ignore[arg-type]
@@ -687,7 +742,55 @@ def _read_mano_entry(entry: Mapping, path: Path, where: str, hand_type: str, fal
             keypoints_2d_px=ex.get("keypoints_2d_px"), joint_set=ex.get("joint_set"), score=ex.get("score"),
         )
     except ValueError as exc:
+        if str(exc).startswith(f"{path}: "):  # a _get() message already names the file and field
+            raise
         raise ValueError(f"{path}: {where}: {exc}") from None
+
+
+def _mano_pose(value: Any, path: Path, field_name: str) -> np.ndarray:
+    """A MANO ``pose`` list -> ``(48,)`` float64 (root 3 + 15 finger joints x 3)."""
+    try:
+        pose = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: {field_name}: expected 48 numbers, got {type(value).__name__}") from None
+    if pose.shape != (48,):
+        raise ValueError(f"{path}: {field_name}: expected 48 numbers, got {pose.shape[0]}")
+    return pose
+
+
+def _read_interhand_entry(entry: Any, path: Path, where: str, hand_type: str, key: str, ids: dict) -> ManoRecord:
+    """One hand of an InterHand2.6M world-frame file (module docstring, item 7).
+
+    With our extras it comes back in the camera frame of the view that was kept; a foreign (e.g. released)
+    entry stays in the world frame (``frame="world"``, no intrinsics), keyed ``"{capture}/{frame}/{side}"``.
+    """
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{path}: {where}: expected an object or null, got {type(entry).__name__}")
+    ex = entry.get("neuralannot") or {}
+    pose = _mano_pose(_get(entry, "pose", path, where), path, f"{where}.pose")
+    shape, trans = _get(entry, "shape", path, where), _get(entry, "trans", path, where)
+    try:
+        trans = _arr("trans", trans, (3,), where)
+        hand = dict(hand_type=hand_type, hand_pose_rotvecs=pose[3:].reshape(15, 3), betas=shape)
+        if all(k in ex for k in ("cam_R", "cam_t_mm", "rest_wrist_m", "focal", "princpt")):
+            w = f"{where}.neuralannot"
+            cam_r, cam_t = _arr("cam_R", ex["cam_R"], (3, 3), w), _arr("cam_t_mm", ex["cam_t_mm"], (3,), w)
+            wrist = _arr("rest_wrist_m", ex["rest_wrist_m"], (3,), w)
+            root_c, trans_c = world_to_camera_params(pose[:3], trans, wrist, cam_r, cam_t)
+            return ManoRecord(key=ex.get("key", key), ids=ex.get("ids", ids), root_rotvec=root_c, transl_m=trans_c,
+                              focal_px=ex["focal"], princpt_px=ex["princpt"], keypoints_2d_px=ex.get("keypoints_2d_px"),
+                              joint_set=ex.get("joint_set"), cam_rotmat=cam_r, cam_trans_mm=cam_t, rest_wrist_m=wrist,
+                              score=ex.get("score"), **hand)  # type: ignore[arg-type]
+        return ManoRecord(key=key, ids=ids, root_rotvec=pose[:3], transl_m=trans, focal_px=[0.0, 0.0],
+                          princpt_px=[0.0, 0.0], frame="world", **hand)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}" if str(exc).startswith(where) else f"{path}: {where}: {exc}") from None
+
+
+def _is_ann_id_hands(data: Any) -> bool:
+    """``{str(ann_id): {"right"|"left": ...}}`` (module docstring, item 2; our InterHand files before item 7)."""
+    first = next(iter(data.values()), None) if isinstance(data, Mapping) else None
+    return isinstance(first, Mapping) and ("right" in first or "left" in first)
 
 
 def _read_world_entry(entry: Mapping, path: Path, where: str, key: str, ids: dict) -> SmplxRecord:
@@ -725,6 +828,8 @@ def _detect_kind(path: Path, data: Any) -> str:
         return "h36m"
     if path.name == MPI3DHP_FILE_NAME:
         return "mpi3dhp"
+    if _INTERHAND_RE.match(path.name):
+        return "interhand"
     if isinstance(data, Mapping) and data:
         first = next(iter(data.values()))
         if isinstance(first, Mapping):
@@ -736,6 +841,8 @@ def _detect_kind(path: Path, data: Any) -> str:
                 return "freihand"
             if "right" in first or "left" in first:
                 return "coco_wholebody"
+            if _is_ann_id_hands(first):  # [capture][frame] -> right / left: InterHand2.6M (item 7)
+                return "interhand"
     raise ValueError(f"{path}: cannot tell the layout (pass dataset_kind)")
 
 
@@ -745,7 +852,9 @@ def read_pseudo_gt(path: str | os.PathLike, *, dataset_kind: str | None = None) 
     Files written by :func:`write_pseudo_gt_json` come back exactly (camera-frame records; the world-frame
     layouts are converted back with the extrinsics stored under ``neuralannot``, to float64 rounding).
     Foreign files of the same layout (e.g. the released NeuralAnnot files) also load; world-frame entries
-    without our extras come back with ``frame="world"``. ``.npz`` files go to :func:`read_pseudo_gt_npz`.
+    without our extras come back with ``frame="world"``. InterHand2.6M files keyed ``str(ann_id)`` (this
+    tool's layout before item 7 of the module docstring) still load. ``.npz`` files go to
+    :func:`read_pseudo_gt_npz`.
 
     Raises:
         FileNotFoundError / ValueError: missing file, invalid JSON, missing or malformed field (one line
@@ -784,6 +893,18 @@ def read_pseudo_gt(path: str | os.PathLike, *, dataset_kind: str | None = None) 
                 for frame, entry in _items(frames, path, f"[{subj!r}][{seq!r}]"):
                     ids = {"subject": _int(subj), "sequence": _int(seq), "frame": _int(frame)}
                     put(_read_world_entry(entry, path, f"[{subj!r}][{seq!r}][{frame!r}]", f"{subj}/{seq}/{frame}", ids))
+        return out
+    if kind == "interhand" and not _is_ann_id_hands(data):
+        for capture, frames in _items(data, path, ""):
+            for frame, hands in _items(frames, path, f"[{capture!r}]"):
+                where = f"[{capture!r}][{frame!r}]"
+                for side, entry in _items(hands, path, where):
+                    if side not in ("right", "left"):
+                        raise ValueError(f"{path}: {where}.{side}: expected only 'right' and 'left' hands")
+                    if entry is not None:
+                        ids = {"capture": _int(capture), "frame": _int(frame), "hand_side": side}
+                        put(_read_interhand_entry(entry, path, f"{where}.{side}", side, f"{capture}/{frame}/{side}",
+                                                  ids))
         return out
     for k, entry in _items(data, path, ""):
         where = f"[{k!r}]"
@@ -824,8 +945,8 @@ def write_pseudo_gt_npz(records: Iterable[Record], path: str | os.PathLike) -> P
     ``pose_rotvecs (N, K, 3)`` (SMPL-X body K=21 / MANO K=15), ``betas (N, 10)``, ``transl_m (N, 3)``,
     ``focal_px (N, 2)``, ``princpt_px (N, 2)``, ``score (N,)`` (NaN = none), ``joint_set (N,)`` str,
     ``keypoints_2d_px (N, J, 2)`` (if every record has them with the same J), MANO: ``hand_type (N,)``;
-    SMPL-X, when any record has them: ``cam_rotmat (N, 3, 3)``, ``cam_trans_mm``, ``rest_pelvis_m`` (NaN rows
-    = absent). Hands/face of SMPL-X records are not stored in the npz.
+    when any record has them: ``cam_rotmat (N, 3, 3)``, ``cam_trans_mm``, ``rest_pelvis_m`` (SMPL-X) /
+    ``rest_wrist_m`` (MANO) (NaN rows = absent). Hands/face of SMPL-X records are not stored in the npz.
     """
     recs = _sorted_records(records)
     path = Path(path)
@@ -859,11 +980,10 @@ def write_pseudo_gt_npz(records: Iterable[Record], path: str | os.PathLike) -> P
         arrays["keypoints_2d_px"] = np.stack(kps)  # type: ignore[arg-type]
     if mt == "mano":
         arrays["hand_type"] = np.array([r.hand_type for r in recs], dtype=str)  # type: ignore[union-attr]
-    else:
-        for name, shape in (("cam_rotmat", (3, 3)), ("cam_trans_mm", (3,)), ("rest_pelvis_m", (3,))):
-            if any(getattr(r, name) is not None for r in recs):
-                arrays[name] = np.stack([getattr(r, name) if getattr(r, name) is not None else np.full(shape, np.nan)
-                                         for r in recs])
+    for name, shape in _npz_extrinsics(mt):
+        if any(getattr(r, name) is not None for r in recs):
+            arrays[name] = np.stack([getattr(r, name) if getattr(r, name) is not None else np.full(shape, np.nan)
+                                     for r in recs])
     if path.suffix != ".npz":
         raise ValueError(f"{path}: an npz pseudo-GT file must end in .npz")
     return atomic_write_npz(path, arrays)
@@ -895,15 +1015,18 @@ def read_pseudo_gt_npz(path: str | os.PathLike) -> dict[str, Record]:
             score=None if "score" not in a or np.isnan(a["score"][i]) else float(a["score"][i]),
             frame=str(a["frame"][i]) if "frame" in a else "camera",
         )
+        extra = {name: a[name][i] for name, _ in _npz_extrinsics(mt) if name in a and not np.isnan(a[name][i]).any()}
         if mt == "mano":
-            out[key] = ManoRecord(hand_type=str(a["hand_type"][i]), hand_pose_rotvecs=a["pose_rotvecs"][i], **common)
+            out[key] = ManoRecord(hand_type=str(a["hand_type"][i]), hand_pose_rotvecs=a["pose_rotvecs"][i], **common,
+                                  **extra)
         else:
-            extra = {}
-            for name in ("cam_rotmat", "cam_trans_mm", "rest_pelvis_m"):
-                if name in a and not np.isnan(a[name][i]).any():
-                    extra[name] = a[name][i]
             out[key] = SmplxRecord(body_pose_rotvecs=a["pose_rotvecs"][i], **common, **extra)
     return out
+
+
+def _npz_extrinsics(model_type: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    rest = "rest_wrist_m" if model_type == "mano" else "rest_pelvis_m"
+    return (("cam_rotmat", (3, 3)), ("cam_trans_mm", (3,)), (rest, (3,)))
 
 
 # ----------------------------------------------------------------------------------------------- metadata
