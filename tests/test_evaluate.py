@@ -243,6 +243,7 @@ def test_indirect_regressor_learns_from_pseudo_gt(frei_set, standin_dir, tmp_pat
                          model_dir=standin_dir)
     after = run_indirect(cfg)
     assert after.num_train == 3 and after.num_test == 3 and after.part == "hand"
+    assert after.num_test_in_train == 3  # trained and tested on the same images: reported, not hidden
     assert after.mpjpe_mm < 0.5 * before["mpjpe_mm"] and after.pa_mpjpe_mm < 0.7 * before["pa_mpjpe_mm"]
     assert after.mpvpe_mm < 0.5 * before["mpvpe_mm"] and after.pck_auc_pa > before["pck_auc_pa"]
     with pytest.raises(ValueError, match="multiple of 32 for the i2l"):

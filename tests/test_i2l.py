@@ -186,6 +186,7 @@ def test_few_adam_steps_overfit_and_cli_prints_metrics(frei, standin_dir, tmp_pa
         assert key in text
     doc = json.loads(out.read_text())
     assert doc["estimator"] == "i2l" and doc["num_test"] == 3 and doc["mpvpe_mm"] > 0
+    assert doc["num_test_in_train"] == 3 and "3 of the 3 test images were also training images" in text
     r = runner.invoke(app, ["evaluate", "indirect", "--estimator", "i2l", "--train", str(frei["pgt"]),
                             "--train-dataset", str(frei["ds"]), "--test", str(frei["ds"]), "--input-size", "80",
                             "--model-dir", str(standin_dir)])

@@ -217,6 +217,9 @@ def indirect(
     for key in ("mpjpe_mm", "pa_mpjpe_mm", "mpvpe_mm", "pa_mpvpe_mm", "pck_auc_pa"):
         if s[key] is not None:
             typer.echo(f"  {key}: {s[key]:.3f}")
+    if result.num_test_in_train:
+        err_console.print(f"[bold yellow]WARNING[/]: {result.num_test_in_train} of the {result.num_test} test "
+                          "images were also training images: these numbers are not held-out results")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(s, indent=2), encoding="utf-8")

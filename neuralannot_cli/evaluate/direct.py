@@ -7,11 +7,15 @@ of its image, takes the joints of the GT's joint set and computes, per record:
 
 - ``mpjpe_mm``: root-aligned MPJPE (root: ``pelvis`` where the set has one, else the mean of the two hips,
   else the ``wrist``) against the GT 3D joints (the dataset's ``joints_3d_cam_mm`` on auxiliary sets; the
-  hidden GT's ``joints_3d_cam_mm`` when a side file is given, which wins);
-- ``pa_mpjpe_mm``: the same after the similarity Procrustes alignment (:mod:`.metrics`);
+  hidden GT's ``joints_3d_cam_mm`` when a side file is given, which wins), over the metric joints of the set
+  (:func:`eval_joint_indices`: Human3.6M protocol 2 = 14 of the 17 joints, as I2L-MeshNet / Hand4Whole) and
+  the valid GT joints only (``GroundTruth.joints_3d_valid``, e.g. InterHand2.6M ``joint_valid``); mean over
+  joints per sample, then over samples (:func:`joint_errors_mm`);
+- ``pa_mpjpe_mm``: the same after the similarity Procrustes alignment on those joints (:mod:`.metrics`);
 - ``mpvpe_mm`` / ``pa_mpvpe_mm``: mesh vertices against the hidden GT parameters forwarded through the same
-  body model (only when the record and the GT use the same model type; each mesh translated by its own
-  root kinematic joint: SMPL-X pelvis, MANO wrist);
+  body model (only when the record and the GT use the same model type; each mesh translated by its own root
+  regressed from the posed mesh, ``J_regressor[0] @ vertices``: SMPL-X pelvis, MANO wrist, as Hand4Whole's
+  EHF / AGORA evaluation; :func:`mesh_root`);
 - ``error_2d_px``: the record's joints projected with its own ``cam_param`` against the GT 2D keypoints
   (the hidden GT's exact projections weighted by ``keypoints_visible`` when given, else the dataset's labels
   weighted by their confidence);
@@ -33,6 +37,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -46,6 +51,10 @@ __all__ = [
     "DirectReport",
     "BodyModels",
     "root_joint_indices",
+    "eval_joint_indices",
+    "EVAL_JOINTS_EXCLUDED",
+    "joint_errors_mm",
+    "mesh_root",
     "load_samples",
     "load_ground_truth",
     "forward_params",
@@ -68,6 +77,9 @@ class GroundTruth:
         key: the pseudo-GT record key (:func:`neuralannot_cli.io.pseudo_gt.record_key`).
         joint_set: joint set of the GT joints; only its first ``num_joints`` joints are compared.
         joints_3d_cam_mm: ``(J, 3)`` camera-frame joints (mm) or ``None`` (2D-only target set).
+        joints_3d_valid: ``(J,)`` 1 / 0 validity of those 3D joints (``None`` = all valid). Dataset GT: the
+            loader's ``keypoints_conf > 0`` (InterHand2.6M ``joint_valid``; Human3.6M / MPI-INF-3DHP all ones;
+            FreiHAND ``z > 0``); hidden GT: all valid (its ``keypoints_visible`` is 2D visibility).
         keypoints_2d_px: ``(J, 2)`` or ``None``; keypoints_weight: ``(J,)`` (0 = missing).
         params_cam: hidden-GT body-model parameters (BodyModel keywords, camera frame) or ``None``.
         model_type: ``"smplx"`` / ``"mano"`` of ``params_cam``; hand_side: ``"right"`` / ``"left"`` / ``None``.
@@ -83,6 +95,14 @@ class GroundTruth:
     model_type: str | None = None
     hand_side: str | None = None
     image_path: Path | None = None
+    joints_3d_valid: np.ndarray | None = None
+
+    def valid_3d(self) -> np.ndarray:
+        """``(J,)`` float64 validity of ``joints_3d_cam_mm`` (ones when not given)."""
+        n = 0 if self.joints_3d_cam_mm is None else int(self.joints_3d_cam_mm.shape[0])
+        if self.joints_3d_valid is None:
+            return np.ones(n)
+        return (np.asarray(self.joints_3d_valid, dtype=np.float64).reshape(-1)[:n] > 0).astype(np.float64)
 
     @property
     def num_joints(self) -> int:
@@ -196,6 +216,64 @@ def root_joint_indices(joint_set: str, num_joints: int | None = None) -> tuple[i
     return (0,)
 
 
+EVAL_JOINTS_EXCLUDED: Mapping[str, tuple[str, ...]] = MappingProxyType({"h36m_17": ("pelvis", "torso", "head")})
+"""Joints of a set left out of MPJPE / PA-MPJPE. Human3.6M protocol 2 evaluates 14 of the 17 joints
+(I2L-MeshNet ``data/Human36M/Human36M.py`` and Hand4Whole ``data/Human36M/Human36M.py``: ``eval_joint =
+(1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13, 14, 15, 16)``, i.e. without pelvis, torso and head; the root is still
+the pelvis). Other sets: every joint."""
+
+
+def eval_joint_indices(joint_set: str, num_joints: int | None = None) -> tuple[int, ...]:
+    """Indices of the joints that enter MPJPE / PA-MPJPE (:data:`EVAL_JOINTS_EXCLUDED`)."""
+    from neuralannot_cli.body import get_joint_set
+
+    names = get_joint_set(joint_set).joint_names[: num_joints or None]
+    drop = EVAL_JOINTS_EXCLUDED.get(joint_set, ())
+    return tuple(i for i, n in enumerate(names) if n not in drop)
+
+
+def joint_errors_mm(pred_mm: torch.Tensor, gt_mm: torch.Tensor, joint_set: str, valid=None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """Per-joint 3D errors of the metric joints, the one code path of direct and indirect evaluation.
+
+    Both skeletons are root-centred on the set's root (:func:`root_joint_indices`, over all ``J`` joints),
+    then the metric joints (:func:`eval_joint_indices`) are kept; PA aligns those (valid) joints.
+
+    Args:
+        pred_mm, gt_mm: ``(N, J, 3)`` joints of ``joint_set`` (its first ``J``), mm.
+        valid: ``(N, J)`` GT validity (None = all valid); a sample whose root joint is invalid gets no weight.
+
+    Returns:
+        ``(mpjpe (N, E), pa_mpjpe (N, E), weights (N, E), joint names (E,))``; per-sample values are
+        :func:`~.metrics.masked_mean` of these with the weights.
+    """
+    from neuralannot_cli.body import get_joint_set
+
+    if gt_mm.ndim != 3 or pred_mm.shape != gt_mm.shape:
+        raise ValueError(f"joint_errors_mm: pred and gt must be (N, J, 3) alike, got {tuple(pred_mm.shape)} "
+                         f"and {tuple(gt_mm.shape)}")
+    n, j = gt_mm.shape[:2]
+    root = list(root_joint_indices(joint_set, j))
+    ev = list(eval_joint_indices(joint_set, j))
+    w = torch.ones(n, j, dtype=torch.float64) if valid is None else (torch.as_tensor(valid) > 0).to(torch.float64)
+    if w.shape != (n, j):
+        raise ValueError(f"joint_errors_mm: valid must be (N={n}, J={j}), got {tuple(w.shape)}")
+    w = w * (w[:, root] > 0).all(dim=1, keepdim=True).to(w.dtype)
+    mp = M.mpjpe(pred_mm, gt_mm, root, per_joint=True)[:, ev]
+    pa = M.pa_mpjpe(pred_mm[:, ev], gt_mm[:, ev], w[:, ev], per_joint=True)
+    names = get_joint_set(joint_set).joint_names[:j]
+    return mp, pa, w[:, ev], tuple(names[i] for i in ev)
+
+
+def mesh_root(model, vertices: torch.Tensor) -> torch.Tensor:
+    """``(N, 3)`` root joint regressed from the posed mesh ``(N, V, 3)``: ``J_regressor[0] @ vertices``
+    (SMPL-X pelvis, MANO wrist), the root by which Hand4Whole translates meshes for MPVPE (``data/EHF/EHF.py``,
+    ``data/AGORA/AGORA.py``: ``np.dot(smpl_x.J_regressor, mesh)[pelvis]``); smplx's kinematic joint 0 (the
+    rest-shape joint moved rigidly) differs from it by a few mm on a posed body."""
+    reg = model.layer.J_regressor[0].to(device=vertices.device, dtype=vertices.dtype)
+    return torch.einsum("v,nvc->nc", reg, vertices)
+
+
 def _fit(a: np.ndarray, n: int) -> np.ndarray:
     """Pad with zeros / truncate the last axis to ``n`` (betas / expression of another length)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1)
@@ -238,7 +316,7 @@ def _gt_params(params: Mapping[str, Any], model, where: str) -> dict[str, np.nda
 def forward_params(model, params: Sequence[Mapping[str, np.ndarray]], joint_set: str | None,
                    chunk: int = 128) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Forward parameter dicts (same keys) -> ``vertices (N, V, 3)`` m, ``joints (N, J, 3)`` m of ``joint_set``
-    (``None`` if not given), ``root (N, 3)`` = kinematic joint 0, all float64 numpy."""
+    (``None`` if not given), ``root (N, 3)`` = :func:`mesh_root` of the mesh, all float64 numpy."""
     verts, joints, roots = [], [], []
     with torch.no_grad():
         for i in range(0, len(params), chunk):
@@ -247,7 +325,7 @@ def forward_params(model, params: Sequence[Mapping[str, np.ndarray]], joint_set:
                   for k in part[0]}
             out = model(**kw)
             verts.append(out.vertices.to("cpu", torch.float64).numpy())
-            roots.append(out.kinematic_joints[:, 0].to("cpu", torch.float64).numpy())
+            roots.append(mesh_root(model, out.vertices.to("cpu", torch.float64)).numpy())
             if joint_set is not None:
                 joints.append(model.joints_in(out, joint_set).to("cpu", torch.float64).numpy())
     cat = (lambda xs: np.concatenate(xs) if xs else np.zeros((0, 0, 3)))
@@ -325,10 +403,11 @@ def load_ground_truth(dataset_json: str | os.PathLike, kind: str = "auto", *, pa
         if part == "hand":
             side = str(s.ids.get("hand_side", s.extras.get("hand_side", "right")))
         j3d = None if s.joints_3d_cam_mm is None else np.asarray(s.joints_3d_cam_mm, dtype=np.float64)
+        conf = np.asarray(s.keypoints_conf, dtype=np.float64)
         gts[key] = GroundTruth(key=key, joint_set=s.joint_set, joints_3d_cam_mm=j3d,
                                keypoints_2d_px=np.asarray(s.keypoints_2d_px, dtype=np.float64),
-                               keypoints_weight=np.asarray(s.keypoints_conf, dtype=np.float64),
-                               hand_side=side, image_path=Path(s.image_path))
+                               keypoints_weight=conf, hand_side=side, image_path=Path(s.image_path),
+                               joints_3d_valid=None if j3d is None else (conf > 0).astype(np.float64))
     if hidden_gt is not None:
         _merge_hidden(gts, Path(hidden_gt), kind, part)
     return kind, gts
@@ -398,8 +477,6 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
                      name: str = "pseudo-GT", path: str = "", meta: Mapping[str, Any] | None = None,
                      on_progress: Callable[[int, int], None] | None = None) -> MethodResult:
     """Metrics of one method's records (``{key: SmplxRecord | ManoRecord}``) against ``gts``."""
-    from neuralannot_cli.body import get_joint_set
-
     meta = dict(meta or {})
     keys = [k for k in records if k in gts]
     world = [k for k in keys if records[k].frame != "camera"]
@@ -412,7 +489,7 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
         r, g = records[k], gts[k]
         side = getattr(r, "hand_type", None)
         groups.setdefault((r.model_type, side, g.joint_set, g.num_joints), []).append(k)
-    e3d, epa, e2d, mesh, mesh_pa, pj, pjpa, keys3d, auc_err = [], [], [], [], [], [], [], [], []
+    e3d, epa, e2d, mesh, mesh_pa, pj, pjpa, pjw, keys3d, auc_err, auc_w = [], [], [], [], [], [], [], [], [], [], []
     joint_names: tuple[str, ...] = ()
     done = 0
     for (mt, side, js, nj), ks in groups.items():
@@ -424,19 +501,20 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
         idx3 = [i for i, k in enumerate(ks) if gts[k].joints_3d_cam_mm is not None]
         if idx3:
             gt3 = torch.tensor(np.stack([gts[ks[i]].joints_3d_cam_mm for i in idx3]))
+            v3 = torch.tensor(np.stack([gts[ks[i]].valid_3d() for i in idx3]))
             pr3 = torch.tensor(joints_mm[idx3])
-            root = root_joint_indices(js, nj)
-            pj_err = M.mpjpe(pr3, gt3, root, per_joint=True).numpy()
-            pa_err = M.pa_mpjpe(pr3, gt3, per_joint=True).numpy()
-            e3d.append(pj_err.mean(1))
-            epa.append(pa_err.mean(1))
+            pj_t, pa_t, w_t, names = joint_errors_mm(pr3, gt3, js, v3)
+            e3d.append(M.masked_mean(pj_t, w_t).numpy())
+            epa.append(M.masked_mean(pa_t, w_t).numpy())
             keys3d += [ks[i] for i in idx3]
-            if not joint_names or len(joint_names) == nj:
-                joint_names = get_joint_set(js).joint_names[:nj]
-                pj.append(pj_err)
-                pjpa.append(pa_err)
+            if not joint_names or joint_names == names:
+                joint_names = names
+                pj.append(pj_t.numpy())
+                pjpa.append(pa_t.numpy())
+                pjw.append(w_t.numpy())
             if mt == "mano":
-                auc_err.append(pa_err)
+                auc_err.append(pa_t.numpy())
+                auc_w.append(w_t.numpy())
         # 2D keypoints
         idx2 = [i for i, k in enumerate(ks) if gts[k].keypoints_2d_px is not None]
         if idx2:
@@ -463,7 +541,7 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
         if on_progress is not None:
             on_progress(done, len(keys))
     cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
-    auc = M.pck_auc(np.concatenate(auc_err))[0] if auc_err else float("nan")
+    auc = M.pck_auc(np.concatenate(auc_err), valid=np.concatenate(auc_w))[0] if auc_err else float("nan")
     per_sample_2d = cat(e2d)
     return MethodResult(
         name=name, path=str(path), model_type=model_type, num_records=len(records),
@@ -473,8 +551,9 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
         pa_mpvpe_mm=_nanmean(cat(mesh_pa)), error_2d_px=_nanmean(per_sample_2d), pck_auc_pa=auc,
         seconds=_num(meta.get("seconds")), images_per_s=_num(meta.get("images_per_s")),
         method=meta.get("method") or meta.get("tool"), joint_names=tuple(joint_names),
-        per_joint_mpjpe_mm=np.concatenate(pj).mean(0) if pj else np.zeros(0),
-        per_joint_pa_mpjpe_mm=np.concatenate(pjpa).mean(0) if pjpa else np.zeros(0),
+        per_joint_mpjpe_mm=M.per_joint_mean(np.concatenate(pj), np.concatenate(pjw)).numpy() if pj else np.zeros(0),
+        per_joint_pa_mpjpe_mm=(M.per_joint_mean(np.concatenate(pjpa), np.concatenate(pjw)).numpy()
+                               if pjpa else np.zeros(0)),
         per_sample_mpjpe_mm=cat(e3d), per_sample_pa_mpjpe_mm=cat(epa), per_sample_error_2d_px=per_sample_2d,
         keys_3d=tuple(keys3d),
     )

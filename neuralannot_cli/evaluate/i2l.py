@@ -50,7 +50,7 @@ MPJPE, PA-MPJPE, MPVPE, PA-MPVPE (mm, :mod:`neuralannot_cli.evaluate.metrics`), 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -454,7 +454,8 @@ def train_i2l(config: Any, on_progress: Callable[[int, int, float], None] | None
 
     last, seconds = fit_estimator(net, ds, cfg, batch_loss, on_progress)
     info = {"part": part, "num_train": len(keys), "num_skipped": len(records) - len(keys),
-            "seconds": seconds, "final_loss": last}
+            "seconds": seconds, "final_loss": last,
+            "train_images": frozenset(str(samples[k].image_path) for k in keys)}
     return state, info
 
 
@@ -466,7 +467,9 @@ def lixels_to_camera(state: I2LEstimator, mesh_lixels: torch.Tensor, body, joint
                      princpt_crop_px: torch.Tensor, iterations: int = 3
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sampled-mesh lixels -> ``(vertices (B, V, 3), joints (B, num_joints, 3), body root (B, 3))`` metres,
-    camera frame, with the test set's root joint(s) at ``gt_root_depth_m (B,)``."""
+    camera frame, with the test set's root joint(s) at ``gt_root_depth_m (B,)``. The body root is row 0 of the
+    regressor (``J_regressor[0] @ vertices``), the same as :func:`~neuralannot_cli.evaluate.direct.mesh_root`
+    of the GT mesh, so MPVPE translates both meshes by the same kind of root."""
     from neuralannot_cli.body.model import BodyOutput
 
     net = state.net
@@ -487,7 +490,8 @@ def lixels_to_camera(state: I2LEstimator, mesh_lixels: torch.Tensor, body, joint
 @torch.no_grad()
 def test_i2l(state: I2LEstimator, test_dataset: str | os.PathLike, *, kind: str = "auto",
              hidden_gt: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None,
-             batch_size: int = 32, device: torch.device | str = "cpu") -> dict[str, float]:
+             batch_size: int = 32, device: torch.device | str = "cpu",
+             train_images: Collection[str] = ()) -> dict[str, float]:
     """MPJPE / PA-MPJPE (+ MPVPE / PA-MPVPE with hidden GT, + AUC for hands), as ``indirect.test_estimator``."""
     from neuralannot_cli.evaluate.direct import BodyModels, load_ground_truth, \
         load_samples, root_joint_indices
@@ -524,4 +528,4 @@ def test_i2l(state: I2LEstimator, test_dataset: str | os.PathLike, *, kind: str 
     pred_j, pred_v, pred_r = torch.cat(pj), torch.cat(pv), torch.cat(pr)
     from neuralannot_cli.evaluate.indirect import score_predictions
 
-    return score_predictions(pred_j, pred_v, pred_r, gt_j, roots, keys, gts, part, body)
+    return score_predictions(pred_j, pred_v, pred_r, gt_j, keys, gts, part, body, train_images)

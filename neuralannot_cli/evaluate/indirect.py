@@ -19,8 +19,11 @@ are not regressed (mean hand, neutral face). MANO: right hands only (left-hand r
 counted).
 
 Testing (:func:`test_estimator`): crops of the test samples with GT 3D joints -> parameters -> body model ->
-joints of the test set's joint set (mm) -> MPJPE / PA-MPJPE, plus MPVPE / PA-MPVPE when a hidden-GT file
-with parameters of the same model type is given, and (hands) the FreiHAND AUC of PCK over 0-50 mm.
+joints of the test set's joint set (mm) -> MPJPE / PA-MPJPE (:func:`~neuralannot_cli.evaluate.direct.
+joint_errors_mm`: the set's metric joints, e.g. Human3.6M's 14, valid GT joints only), plus MPVPE / PA-MPVPE
+when a hidden-GT file with parameters of the same model type is given, and (hands) the FreiHAND AUC of PCK
+over 0-50 mm. Only the test set's GT enters the metrics; ``num_test_in_train`` counts the test samples whose
+image was also a training image (non-zero when training and testing on the same set: not held out).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -93,6 +96,7 @@ class IndirectResult:
     mpvpe_mm: float
     pa_mpvpe_mm: float
     pck_auc_pa: float
+    num_test_in_train: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.__dict__.items()}
@@ -210,7 +214,7 @@ def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, flo
 
     last, seconds = fit_estimator(net, ds, cfg, batch_loss, on_progress)
     info = {"part": part, "num_train": len(keys), "num_skipped": skipped, "seconds": seconds,
-            "final_loss": last}
+            "final_loss": last, "train_images": frozenset(str(s.image_path) for s in sample_list)}
     return net, info
 
 
@@ -248,11 +252,12 @@ def fit_estimator(net: nn.Module, dataset: Any, cfg: Any, batch_loss: Callable[[
 @torch.no_grad()
 def test_estimator(net: ParamRegressor, test_dataset: str | os.PathLike, *, kind: str = "auto",
                    hidden_gt: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None,
-                   input_size: int = 128, batch_size: int = 32, device: torch.device | str = "cpu"
-                   ) -> dict[str, float]:
-    """MPJPE / PA-MPJPE (+ MPVPE / PA-MPVPE with hidden GT, + AUC for hands) of ``net`` on a set with GT 3D."""
-    from neuralannot_cli.evaluate.direct import BodyModels, load_ground_truth, \
-        load_samples, root_joint_indices
+                   input_size: int = 128, batch_size: int = 32, device: torch.device | str = "cpu",
+                   train_images: Collection[str] = ()) -> dict[str, float]:
+    """MPJPE / PA-MPJPE (+ MPVPE / PA-MPVPE with hidden GT, + AUC for hands) of ``net`` on a set with GT 3D.
+
+    ``train_images``: image paths the estimator was trained on (counted in ``num_test_in_train``)."""
+    from neuralannot_cli.evaluate.direct import BodyModels, load_ground_truth, load_samples, mesh_root
 
     part = net.part
     _, samples = load_samples(test_dataset, kind, part=part)  # type: ignore[arg-type]
@@ -275,36 +280,45 @@ def test_estimator(net: ParamRegressor, test_dataset: str | os.PathLike, *, kind
         out = _forward_rotmats(body, rot, betas, part)
         pj.append(body.joints_in(out, js)[:, :nj].to("cpu", torch.float64) * 1000.0)
         pv.append(out.vertices.to("cpu", torch.float64) * 1000.0)
-        pr.append(out.kinematic_joints[:, 0].to("cpu", torch.float64) * 1000.0)
+        pr.append(mesh_root(body, out.vertices.to("cpu", torch.float64)) * 1000.0)
     pred_j, pred_v, pred_r = torch.cat(pj), torch.cat(pv), torch.cat(pr)
     gt_j = torch.tensor(np.stack([gts[k].joints_3d_cam_mm for k in keys]))
-    return score_predictions(pred_j, pred_v, pred_r, gt_j, root_joint_indices(js, nj), keys, gts, part, body)
+    return score_predictions(pred_j, pred_v, pred_r, gt_j, keys, gts, part, body, train_images)
 
 
 def score_predictions(pred_j: torch.Tensor, pred_v: torch.Tensor, pred_r: torch.Tensor, gt_j: torch.Tensor,
-                      roots: Any, keys: list, gts: dict, part: str, body: Any) -> dict[str, float]:
+                      keys: list, gts: dict, part: str, body: Any, train_images: Collection[str] = ()
+                      ) -> dict[str, float]:
     """The test metrics of every estimator (same code path, so pseudo-GT sources compare fairly).
 
     Args:
-        pred_j: ``(N, J, 3)`` predicted joints (mm, camera frame); pred_v ``(N, V, 3)`` vertices (mm);
-            pred_r ``(N, 3)`` the predicted body model's root joint (mm).
-        gt_j: ``(N, J, 3)`` GT joints (mm); roots: root joint index / pair for MPJPE's root alignment.
-        keys, gts: the test keys and their ground truth (``evaluate.direct.load_ground_truth``).
+        pred_j: ``(N, J, 3)`` predicted joints of the test set's joint set (mm, camera frame); pred_v
+            ``(N, V, 3)`` vertices (mm); pred_r ``(N, 3)`` :func:`~neuralannot_cli.evaluate.direct.mesh_root`
+            of the predicted mesh (mm).
+        gt_j: ``(N, J, 3)`` GT joints (mm).
+        keys, gts: the test keys and their ground truth (``evaluate.direct.load_ground_truth``); the joint set,
+            its root and metric joints and the GT validity come from there
+            (:func:`~neuralannot_cli.evaluate.direct.joint_errors_mm`).
         part: ``'body'`` or ``'hand'`` (hands also get the FreiHAND PCK AUC); body: the body model.
+        train_images: image paths of the training samples.
 
     Returns:
-        ``num_test``, ``mpjpe_mm``, ``pa_mpjpe_mm``, and where the hidden GT has parameters ``mpvpe_mm`` /
-        ``pa_mpvpe_mm`` (else NaN), ``pck_auc_pa`` for hands (else NaN).
+        ``num_test``, ``num_test_in_train``, ``mpjpe_mm``, ``pa_mpjpe_mm``, and where the hidden GT has
+        parameters ``mpvpe_mm`` / ``pa_mpvpe_mm`` (else NaN), ``pck_auc_pa`` for hands (else NaN).
     """
-    from neuralannot_cli.evaluate.direct import _gt_params, forward_params
+    from neuralannot_cli.evaluate.direct import _gt_params, _nanmean, forward_params, joint_errors_mm
 
     mt = "smplx" if part == "body" else "mano"
+    valid = torch.tensor(np.stack([gts[k].valid_3d() for k in keys]))
+    mp, pa, w, _ = joint_errors_mm(pred_j, gt_j.to(pred_j.dtype), gts[keys[0]].joint_set, valid)
+    seen = {str(p) for p in train_images}
     res = {"num_test": float(len(keys)),
-           "mpjpe_mm": float(M.mpjpe(pred_j, gt_j, roots).mean()),
-           "pa_mpjpe_mm": float(M.pa_mpjpe(pred_j, gt_j).mean()),
+           "num_test_in_train": float(sum(str(gts[k].image_path) in seen for k in keys)),
+           "mpjpe_mm": _nanmean(M.masked_mean(mp, w).numpy()),
+           "pa_mpjpe_mm": _nanmean(M.masked_mean(pa, w).numpy()),
            "mpvpe_mm": float("nan"), "pa_mpvpe_mm": float("nan"), "pck_auc_pa": float("nan")}
     if part == "hand":
-        res["pck_auc_pa"] = M.pck_auc(M.pa_mpjpe(pred_j, gt_j, per_joint=True))[0]
+        res["pck_auc_pa"] = M.pck_auc(pa, valid=w)[0]
     idxm = [i for i, k in enumerate(keys) if gts[k].params_cam is not None and gts[k].model_type == mt]
     if idxm:
         gp = [_gt_params(gts[keys[i]].params_cam, body, f"hidden GT[{keys[i]}]") for i in idxm]  # type: ignore[arg-type]
@@ -326,15 +340,17 @@ def run_indirect(config: IndirectConfig, on_progress: Callable[[int, int, float]
 
             est, info = train_i2l(cfg, on_progress)
             res = test_i2l(est, cfg.test_dataset, kind=cfg.test_kind, hidden_gt=cfg.test_gt,
-                           model_dir=cfg.model_dir, device=cfg.device)
+                           model_dir=cfg.model_dir, device=cfg.device, train_images=info["train_images"])
         else:
             net, info = train_regressor(cfg, on_progress)
             res = test_estimator(net, cfg.test_dataset, kind=cfg.test_kind, hidden_gt=cfg.test_gt,
-                                 model_dir=cfg.model_dir, input_size=cfg.input_size, device=cfg.device)
+                                 model_dir=cfg.model_dir, input_size=cfg.input_size, device=cfg.device,
+                                 train_images=info["train_images"])
     finally:
         torch.set_num_threads(threads)
     return IndirectResult(estimator=cfg.estimator, part=info["part"], num_train=info["num_train"],
                           num_skipped_train=info["num_skipped"], num_test=int(res["num_test"]),
                           train_seconds=round(info["seconds"], 3), final_train_loss=info["final_loss"],
                           mpjpe_mm=res["mpjpe_mm"], pa_mpjpe_mm=res["pa_mpjpe_mm"], mpvpe_mm=res["mpvpe_mm"],
-                          pa_mpvpe_mm=res["pa_mpvpe_mm"], pck_auc_pa=res["pck_auc_pa"])
+                          pa_mpvpe_mm=res["pa_mpvpe_mm"], pck_auc_pa=res["pck_auc_pa"],
+                          num_test_in_train=int(res["num_test_in_train"]))

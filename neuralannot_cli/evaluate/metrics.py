@@ -12,7 +12,9 @@ Definitions
 - **PA-MPJPE**: the prediction is first aligned to the GT by the similarity transform (scale ``s``,
   rotation ``R``, translation ``t``) minimising ``sum_j w_j |s R x_j + t - y_j|^2`` (Umeyama 1991, the
   "compute_similarity_transform" of HMR / SPIN / I2L-MeshNet); reflections are excluded (``det R = +1``
-  via the sign correction of the smallest singular value).
+  via the sign correction of the smallest singular value). FreiHAND's ``eval.py`` ``align_w_scale`` uses
+  scipy's ``orthogonal_procrustes``, which allows a reflection: the two agree unless the best orthogonal fit of
+  a sample is a mirror image (then FreiHAND's error is the smaller one).
 - **MPVPE / PA-MPVPE**: the same over mesh vertices; MPVPE translates each mesh by a given root
   (the evaluation passes each mesh's own pelvis / wrist joint), PA-MPVPE aligns the vertices.
 - **2D error**: per-sample mean pixel distance over keypoints, weighted by visibility / confidence;
@@ -42,6 +44,7 @@ __all__ = [
     "mpvpe",
     "pa_mpvpe",
     "per_joint_mean",
+    "masked_mean",
     "keypoint_error_2d",
     "pck_curve",
     "pck_auc",
@@ -212,6 +215,15 @@ def per_joint_mean(errors, valid=None) -> torch.Tensor:
     err = _t(errors, "errors", "per_joint_mean", ndim=2)
     w = _weights(valid, err, "per_joint_mean")
     return _weighted_mean(err.T, w.T)
+
+
+def masked_mean(values, valid=None) -> torch.Tensor:
+    """Per-sample weighted mean of ``values (batch, points)`` -> ``(batch,)`` (NaN for a sample without weight).
+
+    The per-sample mean over (valid) joints that MPJPE / PA-MPJPE then average over samples.
+    """
+    v = _t(values, "values", "masked_mean", ndim=2)
+    return _weighted_mean(v, _weights(valid, v, "masked_mean"))
 
 
 def keypoint_error_2d(pred_px, gt_px, weights=None) -> torch.Tensor:
