@@ -59,9 +59,14 @@ Hands
   rotation; the hand's rotation is moved into the body's frame with ``R_body^T R_hand``.
 
 Face: FLAME jaw rotation -> SMPL-X ``jaw_pose`` and the first ``num_expression_coeffs`` FLAME
-expression coefficients -> SMPL-X ``expr`` (zero-padded), as Hand4Whole does.
+expression coefficients -> SMPL-X ``expr`` (zero-padded), as NeuralAnnot integrates them (its released
+SMPL-X files carry 10 ``expr``, read with ``smplx.create`` defaults by NeuralAnnot_RELEASE
+``MSCOCO/demo_smplx.py`` and Hand4Whole). Both jaw rotations are local to the jaw's parent (FLAME neck,
+SMPL-X head) with identity rest frames, so the axis-angle copies unchanged; that SMPL-X's expression basis
+matches FLAME's is an assumption of the method (exact only where the two model files share the basis).
 
-Invalid parts (missing, ``null``, or ``"valid": false``) give a zero (mean) hand pose / zero jaw and
+Invalid parts (missing, ``null``, ``"valid": false``, or for faces ``"face_valid": false`` as
+:mod:`neuralannot_cli.fit.face` writes skipped faces) give a zero (mean) hand pose / zero jaw and
 expression and the flag ``lhand_valid`` / ``rhand_valid`` / ``face_valid`` false; the body's wrist is
 then left as it is.
 """
@@ -580,7 +585,7 @@ def rest_forearm_dirs(smplx_model: Any, shape_betas: Tensor) -> Tensor:
 #   face: {ann_id: {"flame_param": {root_pose, jaw_pose, shape, expr, ...}, "cam_param": {...}} | null}
 # A hand entry may carry "flipped": true (in the entry or in mano_param) or "hand_type" naming the other
 # side: its parameters are then those of the other side's MANO on the horizontally flipped image.
-# Any entry may carry "valid": false.
+# Any entry may carry "valid": false; a face entry "face_valid": false (fit-face's skipped faces) too.
 
 
 def _format_error(path: Path, where: str, problem: str) -> Exception:
@@ -635,8 +640,14 @@ def _cam_rotation(record: Mapping, path: Path, where: str) -> np.ndarray | None:
     return rot
 
 
-def _is_valid(entry: Any) -> bool:
-    return entry is not None and not (isinstance(entry, Mapping) and entry.get("valid", True) is False)
+def _is_valid(entry: Any, flag: str | None = None) -> bool:
+    """Not ``None`` and not marked invalid by ``"valid": false`` (or by ``flag``, e.g. ``"face_valid"``,
+    which ``neuralannot fit-face`` writes for skipped faces, without ``flame_param``)."""
+    if entry is None:
+        return False
+    if not isinstance(entry, Mapping):
+        return True  # a malformed entry: the field checks that follow name the problem
+    return entry.get("valid", True) is not False and (flag is None or entry.get(flag, True) is not False)
 
 
 @dataclass(frozen=True)
@@ -779,7 +790,7 @@ def integrate_records(
 
         jaw, expr, fvalid = np.zeros(3), np.zeros(n_expr), False
         frec = face.get(aid)
-        if _is_valid(frec):
+        if _is_valid(frec, "face_valid"):
             fp = _field(frec, "flame_param", fpath, where)
             fwhere = f"{where}.flame_param"
             jaw = _numbers(_field(fp, "jaw_pose", fpath, fwhere), (3,), fpath, f"{fwhere}.jaw_pose")

@@ -499,3 +499,27 @@ def test_degenerate_shape_falls_back_to_mean_forearm_axis(tmp_path, models, stan
     absurd, mean = (json.loads(outs[k].read_text())["1"] for k in ("absurd", "mean"))
     assert absurd["integration"]["lwrist"] == mean["integration"]["lwrist"] == "replaced"
     assert absurd["smplx_param"]["body_pose"] == pytest.approx(mean["smplx_param"]["body_pose"], abs=1e-9)
+
+
+def test_skipped_face_record_from_fit_face_is_an_invalid_face(models):
+    """``neuralannot fit-face`` writes skipped faces as ``{"face_valid": false, "skip_reason": ...}`` (no
+    ``flame_param``) unless ``--omit-skipped``; integrate must read that as "no face", not fail on the file."""
+    from neuralannot_cli.fit.face import FaceFitRecord, face_records_to_json
+
+    smplx, mano = models
+    means = hand_means_from_models(smplx, mano["left"], mano["right"])
+    fitted = FaceFitRecord("1", True, None, 68, root_rotvec=torch.zeros(3).numpy(),
+                           jaw_rotvec=torch.tensor([0.25, 0.0, 0.0]).double().numpy(),
+                           betas=torch.zeros(10).numpy(), expression=torch.full((10,), 0.5).double().numpy(),
+                           transl_m=torch.zeros(3).numpy(), focal_px=torch.ones(2).numpy(),
+                           princpt_px=torch.ones(2).numpy(), reproj_err_px=1.0)
+    face = face_records_to_json([fitted, FaceFitRecord("2", False, "3 visible face keypoints (< 10)", 3)])
+    assert "flame_param" not in face["2"] and face["2"]["face_valid"] is False  # the layout this test is about
+    body_param = {"root_pose": [0.0] * 3, "body_pose": [0.0] * 63, "shape": [0.0] * 10, "trans": [0.0, 0.0, 3.0]}
+    body = {k: {"smplx_param": dict(body_param)} for k in ("1", "2")}
+    records, summary = integrate_records(body, {}, face, smplx_model=smplx, hand_means=means)
+    p1, p2 = records["1"]["smplx_param"], records["2"]["smplx_param"]
+    assert p1["face_valid"] is True and p1["jaw_pose"] == pytest.approx([0.25, 0.0, 0.0])
+    assert p1["expr"] == pytest.approx([0.5] * 10)
+    assert p2["face_valid"] is False and p2["jaw_pose"] == [0.0] * 3 and p2["expr"] == [0.0] * 10
+    assert summary.face_valid == 1

@@ -516,7 +516,9 @@ def _dynamic_landmark_targets():
     y = 0.207 + (0.292 - 0.207) * (np.abs(phi0) / 1.35) ** 1.6
     out = np.zeros((79, 17, 3))
     for b in range(79):
-        theta = -np.deg2rad(b) if b <= 39 else np.deg2rad(b - 39)
+        # smplx picks bin b = round(-yaw) of the neck chain's rotation in the OpenCV camera frame (root ~ R_x(pi)),
+        # i.e. b = +yaw of the head in the model's own frame for b <= 39 and 39 - yaw (yaw < 0) above
+        theta = np.deg2rad(b) if b <= 39 else -np.deg2rad(b - 39)
         phi = np.clip(phi0, -np.pi / 2 - theta + 0.15, np.pi / 2 - theta - 0.15)
         out[b] = _head_point(phi, y)
     return out
