@@ -93,6 +93,20 @@ def _evaluate(pgts: dict[str, Path], dataset_json: Path, hidden: Path, model_dir
                                                hidden_gt=hidden, model_dir=model_dir).methods}
 
 
+def _train_breakdown(metrics: list[dict], train_s: float) -> dict[str, float]:
+    """Where the training's wall time went, from ``metrics.jsonl``: the epochs' steps (their time less the waits
+    for data and the per-epoch eval), the waits, the eval, the state saves, and the rest (setup, Θ*, prior)."""
+    ep = [m for m in metrics if "seconds" in m]
+    total = lambda key: float(sum(m.get(key, 0.0) for m in ep))  # noqa: E731
+    epochs_s, loader_s, eval_s, save_s = total("seconds"), total("loader_seconds"), total("eval_seconds"), \
+        total("save_seconds")
+    steps = int(sum(m.get("steps", 0) for m in ep))
+    steps_s = epochs_s - loader_s - eval_s
+    return {"steps": steps, "steps_s": steps_s, "ms_per_step": 1000.0 * steps_s / max(steps, 1),
+            "loader_s": loader_s, "eval_s": eval_s, "save_s": save_s,
+            "other_s": train_s - epochs_s - save_s}
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b and np.isfinite(a) and np.isfinite(b) else float("nan")
 
@@ -213,6 +227,7 @@ def main() -> None:
     train_steps = sum(int(m.get("steps", 0)) for m in result.metrics if "seconds" in m)
     graph_steps = sum(int(m.get("cuda_graph_steps", 0)) for m in result.metrics if "seconds" in m)
     graphs_note = f", CUDA graphs: {graph_steps} of {train_steps} steps replayed" if args.cuda_graphs else ""
+    breakdown = _train_breakdown(result.metrics, train_s)
     _log(f"trained in {train_s:.1f} s; stage-1 theta* MPJPE {theta_rec.get('theta_star_mpjpe_mm', float('nan')):.1f} "
          f"mm; last stage-2 target 2D error {last_s2[0].get('target_2d_err_px', float('nan')):.2f} px")
 
@@ -345,13 +360,17 @@ def main() -> None:
         f"augment {'on' if args.augment else 'off'}, prior {args.prior}{graphs_note}; stage-1 theta* on the aux set: "
         f"MPJPE {theta_rec.get('theta_star_mpjpe_mm', float('nan')):.1f} mm) + annotating the target set {na_tgt_s:.1f} s ({n / na_tgt_s:.1f} img/s); "
         f"aux set annotation {na_aux_s:.1f} s (not counted)",
+        f"training time: {breakdown['steps']} steps {breakdown['steps_s']:.1f} s ({breakdown['ms_per_step']:.1f} ms "
+        f"per step), waiting for data {breakdown['loader_s']:.1f} s, per-epoch eval {breakdown['eval_s']:.1f} s, "
+        f"state saves {breakdown['save_s']:.1f} s, other {breakdown['other_s']:.1f} s (setup, theta*, prior)",
         f"baseline: 2D keypoints only on both sets (no --use-3d), iterations x{args.fit_iterations_scale:g}, "
         f"{args.fit_batch_size} samples/optimisation batch; aux set fit {bl_aux_s:.1f} s (not counted)",
         f"(*) per-sample time EXTRAPOLATED: {ps_n} target samples fitted one by one in {ps_subset_s:.1f} s "
         f"-> x{n}/{ps_n}; its accuracy columns repeat the batched fit (same optimisation; mean reprojection "
         f"error per-sample subset {ps_reproj:.2f} px vs batched set {bl_reproj_batched:.2f} px)",
-        f"evaluated: aux {nr['aux_n']} / {br['aux_n']} samples vs dataset GT 3D (h36m_17, MPJPE root-aligned at the "
-        f"pelvis); target {nr['target_n']} / {br['target_n']} vs hidden GT (coco_wholebody body joints)",
+        f"evaluated: aux {nr['aux_n']} / {br['aux_n']} samples vs dataset GT 3D (Human3.6M protocol 2: 14 of the "
+        f"h36m_17 joints, MPJPE root-aligned at the pelvis); target {nr['target_n']} / {br['target_n']} vs hidden GT "
+        f"(coco_wholebody body joints)",
         line,
         f"ratios NeuralAnnot / baseline:  target PA-MPJPE {r['pa_mpjpe_ratio']:.2f}x (target <= 0.70: "
         f"{ok(r['pa_mpjpe_ratio'] <= 0.7)})",
@@ -372,7 +391,7 @@ def main() -> None:
         "seconds": {"train": train_s, "neuralannot_target": na_tgt_s, "neuralannot_aux": na_aux_s,
                     "baseline_batched_target": bl_tgt_s, "baseline_batched_aux": bl_aux_s,
                     "baseline_per_sample_subset": ps_subset_s, "per_sample_subset_n": ps_n,
-                    "baseline_per_sample_target_extrapolated": ps_tgt_s},
+                    "baseline_per_sample_target_extrapolated": ps_tgt_s, "train_breakdown": breakdown},
         "table": out_lines}, indent=2))
     if tmp is not None:
         tmp.cleanup()

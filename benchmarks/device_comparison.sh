@@ -121,7 +121,7 @@ timeout "$(left "${BUDGET:-480}")" python3 -W ignore benchmarks/annotator_compar
   --input-size "${INPUT_SIZE:-32}" --batch-size "${BATCH:-64}" --prior "${PRIOR:-none}" "${EXTRA[@]}" \
   > "$OUT/bench.log" 2>&1
 rc=$?
-grep -v -i "warn" "$OUT/bench.log" | tail -30
+grep -v -i "warn" "$OUT/bench.log" | tail -34
 grep -i "capture failed" "$OUT/bench.log" | head -2
 cp $W/run/benchmark.json $W/run/runs/body/metrics.jsonl "$OUT/" 2>/dev/null
 echo "benchmark rc $rc at $(( $(date +%s) - T0 )) s"

@@ -78,6 +78,8 @@ def test_resume_with_checkpoint_every(tmp_path, standin_dir, body_sets):  # noqa
     # where the time went: blocked on the loader, and stage 2's per-epoch eval, both parts of the epoch's time
     assert all(0 <= m["loader_seconds"] <= m["seconds"] for m in lines if "epoch" in m)
     assert all(0 < m["eval_seconds"] < m["seconds"] for m in lines if m["stage"] == "stage2")
+    # and the state saves (epoch 1 before the stop, every 3rd epoch after the resume, the last): their time
+    assert [m["epoch"] for m in lines if m["stage"] == "stage2" and m.get("save_seconds", -1) > 0] == [1, 2, 3]
     assert sorted(p.name for p in (full / "state").glob("*.safetensors")) == ["stage1_h36m.e0.safetensors",
                                                                               "stage2.e3.safetensors"]
 

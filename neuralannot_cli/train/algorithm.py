@@ -307,7 +307,8 @@ class _Run:
     def _epochs(self, step: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, num_epochs: int,
                 run_epoch: Callable[[int], dict[str, Any]]) -> None:
         """Run epochs ``start..num_epochs-1`` with lr decay, state saving every ``checkpoint_every`` epochs (and
-        after the last) and the hook; each epoch's record gets its wall time (``seconds``)."""
+        after the last) and the hook; each epoch's record gets its wall time (``seconds``) and, when the state
+        was saved after it, the save's time (``save_seconds``, outside ``seconds``)."""
         start = 0
         js = load_train_state(self.out, step, model=unwrap(model), optimizer=optimizer, scheduler=None,
                               device=self.device)
@@ -325,8 +326,10 @@ class _Run:
             if (epoch + 1) % every == 0 or epoch == num_epochs - 1:
                 self.ctx.barrier()
                 if self.ctx.is_main:
+                    t_save = time.perf_counter()
                     save_train_state(self.out, step, epoch=epoch, model=unwrap(model), optimizer=optimizer,
                                      scheduler=None)
+                    pending[-1]["save_seconds"] = round(time.perf_counter() - t_save, 3)  # not in its "seconds"
                 for rec in pending:  # logged with their checkpoint: a resume never repeats a line
                     self.log.write(rec)
                 pending.clear()
