@@ -157,7 +157,7 @@ def _coco_json(path: Path, kp68: np.ndarray) -> None:
     path.write_text(json.dumps(data))
 
 
-def test_fit_face_cli(flame, standin_dir: Path, tmp_path: Path):
+def test_fit_face_cli(flame, standin_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from typer.testing import CliRunner
 
     from neuralannot_cli.cli.main import app
@@ -176,6 +176,29 @@ def test_fit_face_cli(flame, standin_dir: Path, tmp_path: Path):
     assert data["7"]["cam_param"]["princpt"] == [255.5, 255.5]
     assert data["7"]["cam_param"]["focal"][0] == pytest.approx(512 * 2 ** 0.5)
     assert data["8"] == {"face_valid": False, "skip_reason": "face_valid is false in the annotation", "num_visible": 68}
+    assert not (tmp_path / "face.json.progress.jsonl").exists()  # removed once the output is written
+    # a run that dies in its second batch (the fit of face 7; face 8's skip record was the first) keeps its
+    # progress file and writes no output; --resume takes the finished batch over and completes the file
+    import neuralannot_cli.fit.face as face_module
+
+    real_fit_faces = face_module.fit_faces
+
+    def dying_fit_faces(chunk, **kw):
+        if any(s.ids["ann_id"] == 7 for s in chunk):
+            raise RuntimeError("killed")
+        return real_fit_faces(chunk, **kw)
+
+    again = tmp_path / "again.json"
+    argv = ["fit-face", str(src), "--out", str(again), "--model-dir", str(standin_dir), "--iterations-scale", "0.1"]
+    with monkeypatch.context() as patch:
+        patch.setattr(face_module, "fit_faces", dying_fit_faces)
+        res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 1 and "killed" in res.output and not again.exists()
+    assert (tmp_path / "again.json.progress.jsonl").is_file()
+    res = CliRunner().invoke(app, [*argv, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "(1 from the interrupted run)" in " ".join(res.output.split())
+    assert json.loads(again.read_text()) == data
 
     bad = tmp_path / "annotations" / "broken.json"
     bad.write_text("{\"images\": []")
@@ -253,3 +276,49 @@ def test_face_contour_landmarks_not_behind_silhouette_turned(flame, yaw_deg):
     (the stand-in's look-up table before session 8 followed the y-up (DECA) yaw sign and left them ~12 deg
     behind it, cos 0.21; smplx negates the yaw for the OpenCV camera frame; now they are at 0.06, grazing)."""
     assert (_contour_facing(flame, yaw_deg) < 0.1).all()
+
+
+# ------------------------------------------------------------------------------------ a killed job resumes
+class _Killed(Exception):
+    pass
+
+
+def test_run_fit_face_resumes_after_a_kill_with_the_uninterrupted_output(flame, tmp_path: Path):
+    """fit-face over a dataset writes each finished batch to OUT.progress.jsonl: killed after two batches and
+    resumed, it writes byte for byte the file of an uninterrupted run (same batches, LBFGS couples a batch's
+    samples), refits nothing that was done, and refuses to resume a job with other options."""
+    from neuralannot_cli.fit.engine import default_fit_config
+    from neuralannot_cli.fit.face import face_records_to_json, fit_faces, run_fit_face
+
+    _, _, _, noisy, _, _ = synthetic_faces(flame, 7, seed=11)
+    samples = [_face_sample(noisy[i].numpy(), np.ones(68), 100 + i, face_valid=True) for i in range(7)]
+    samples.insert(3, _face_sample(noisy[0].numpy(), np.ones(68), 99, face_valid=False))  # a skipped face
+    cfg = default_fit_config("face", optimizer="lbfgs", iterations_scale=0.05)
+    kw = dict(model=flame, config=cfg, batch_size=3, fingerprint={"dataset_json": "faces.json"})
+
+    full = run_fit_face(samples, tmp_path / "full.json", **kw)
+    assert (full.num_records, full.num_fitted, full.num_resumed) == (8, 7, 0)
+    assert not (tmp_path / "full.json.progress.jsonl").exists()
+    # the file is what fit_faces + face_records_to_json give for the whole list at once (same batches)
+    expected = face_records_to_json(fit_faces(samples, model=flame, config=cfg, batch_size=3))
+    assert json.loads((tmp_path / "full.json").read_text()) == expected
+
+    calls = []
+
+    def kill_after_two_batches(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 3:  # the start, the skipped faces, one batch of 3: then the "kill"
+            raise _Killed
+
+    out = tmp_path / "part.json"
+    with pytest.raises(_Killed):
+        run_fit_face(samples, out, progress=kill_after_two_batches, **kw)
+    progress_file = tmp_path / "part.json.progress.jsonl"
+    assert progress_file.is_file() and not out.exists()
+    with pytest.raises(ValueError, match=r"fingerprint\.batch_size"):
+        run_fit_face(samples, out, resume=True, **{**kw, "batch_size": 2})
+    seen = []
+    resumed = run_fit_face(samples, out, resume=True, progress=lambda d, t: seen.append(d), **kw)
+    assert resumed.num_resumed == 4 and seen[0] == 4 and seen[-1] == 8  # 1 skipped + 3 fitted were kept
+    assert out.read_bytes() == (tmp_path / "full.json").read_bytes()
+    assert not progress_file.exists()

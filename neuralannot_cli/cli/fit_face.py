@@ -25,6 +25,8 @@ def fit_face(
     optimizer: Annotated[str, typer.Option(help="'adam' (samples independent) or 'lbfgs' (SMPLify-X).")] = "adam",
     omit_skipped: Annotated[bool, typer.Option(help="Leave skipped faces out of the file (readers that test "
                                                     "'str(aid) in params').")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same options "
+                                                          "(OUT.progress.jsonl keeps the finished batches).")] = False,
 ) -> None:
     """Fit FLAME (global rotation, jaw, shape 10, expression 10, translation) to COCO-WholeBody face keypoints.
 
@@ -44,8 +46,7 @@ def fit_face(
         from neuralannot_cli.body import load_body_model
         from neuralannot_cli.data.coco_wholebody import load_coco_wholebody
         from neuralannot_cli.fit.engine import default_fit_config
-        from neuralannot_cli.fit.face import face_records_to_json, fit_faces
-        from neuralannot_cli.io.atomic import atomic_write_json
+        from neuralannot_cli.fit.face import run_fit_face
 
         path = coco_wholebody_json.resolve()
         samples = load_coco_wholebody(path.parent.parent, annotation_path=path, skip_without_keypoints=False)
@@ -54,17 +55,20 @@ def fit_face(
         with Progress(TextColumn("fit-face"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=err_console, transient=False) as progress:
             task = progress.add_task("faces", total=len(samples))
-            records = fit_faces(samples, model=model, config=config, min_visible=min_visible, batch_size=batch_size,
-                                progress=lambda done, total: progress.update(task, completed=done, total=total))
-        try:
-            atomic_write_json(out, face_records_to_json(records, omit_skipped=omit_skipped))
-        except OSError as exc:
-            fail(f"{out}: cannot write the output: {exc.strerror or exc}")
+            summary = run_fit_face(
+                samples, out, model=model, config=config, min_visible=min_visible, batch_size=batch_size,
+                omit_skipped=omit_skipped, resume=resume,
+                fingerprint={"dataset_json": str(path), "device": str(device), "optimizer": optimizer},
+                progress=lambda done, total: progress.update(task, completed=done, total=total))
     except typer.Exit:
         raise
     except KeyError as exc:  # pycocotools indexing a field the file lacks
         fail(f"{coco_wholebody_json}: missing field {exc.args[0]!r}")
-    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    fitted = sum(r.face_valid for r in records)
-    err_console.print(f"fit-face: {fitted} of {len(records)} faces fitted, {len(records) - fitted} skipped -> {out}")
+    except OSError as exc:  # e.g. the output folder is not writable
+        fail(f"{exc.filename or out}: {exc.strerror or exc}")
+    s = summary
+    resumed = f" ({s.num_resumed} from the interrupted run)" if s.num_resumed else ""
+    err_console.print(f"fit-face: {s.num_fitted} of {s.num_records} faces fitted, {s.num_records - s.num_fitted} "
+                      f"skipped{resumed} -> {s.out}")

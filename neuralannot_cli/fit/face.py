@@ -31,13 +31,21 @@ OpenCV axes)::
 The extra keys (``face_valid``, ``skip_reason``, ...) are ignored by the field's readers; skipped entries
 lack ``flame_param`` (readers that test ``str(aid) in params`` should be given a file written with
 ``omit_skipped=True``).
+
+A whole dataset (:func:`run_fit_face`, ``neuralannot fit-face``) is fitted batch by batch; each finished batch
+goes durably to ``OUT.progress.jsonl`` (:class:`~neuralannot_cli.io.progress.ProgressLog`), so a killed job
+resumes (``--resume``) where it stopped and ends with the file an uninterrupted run writes (the batches are
+the same: consecutive ``batch_size`` groups of the fittable faces).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -46,7 +54,8 @@ import torch
 from neuralannot_cli.data.record import Sample
 from neuralannot_cli.fit.engine import FitConfig, FitTargets, default_fit_config, fit, layout_for
 
-__all__ = ["FACE_SLICE", "FaceFitRecord", "default_camera", "face_keypoints", "fit_faces", "face_records_to_json"]
+__all__ = ["FACE_SLICE", "FaceFitRecord", "FitFaceSummary", "default_camera", "face_keypoints", "fit_faces",
+           "face_records_to_json", "run_fit_face"]
 
 FACE_SLICE = slice(23, 91)
 """The 68 face keypoints inside the 133 COCO-WholeBody keypoints."""
@@ -206,3 +215,90 @@ def face_records_to_json(records: Sequence[FaceFitRecord], *, omit_skipped: bool
             "num_visible": r.num_visible,
         }
     return out
+
+
+@dataclass(frozen=True)
+class FitFaceSummary:
+    """What :func:`run_fit_face` did.
+
+    Attributes:
+        out: the JSON written.
+        num_records / num_fitted: faces in the file / of them fitted (the rest skipped, with a reason).
+        num_resumed: records taken from an interrupted run's progress log.
+        seconds: wall time of this call.
+    """
+
+    out: Path
+    num_records: int
+    num_fitted: int
+    num_resumed: int
+    seconds: float
+
+
+def run_fit_face(
+    samples: Sequence[Sample],
+    out: str | os.PathLike,
+    *,
+    model: Any,
+    config: FitConfig | None = None,
+    min_visible: int = 10,
+    batch_size: int = 32,
+    omit_skipped: bool = False,
+    resume: bool = False,
+    fingerprint: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> FitFaceSummary:
+    """Fit every face of ``samples`` and write :func:`face_records_to_json`'s file to ``out`` atomically.
+
+    Finished batches go to ``out.progress.jsonl`` first (module docstring); with ``resume`` an interrupted job
+    with the same ``fingerprint`` (the caller's description of the input and options; the fitting options are
+    added here) continues, and its output equals an uninterrupted run's. The progress log is deleted once
+    ``out`` is written.
+
+    Raises:
+        ValueError: two samples share an annotation id, or the progress log belongs to another job / is corrupt.
+    """
+    from neuralannot_cli.io.atomic import atomic_write_json
+    from neuralannot_cli.io.progress import ProgressLog
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    config = config or default_fit_config("face")
+    keys = [_key(s, i) for i, s in enumerate(samples)]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"{out}: two face annotations share the id {dup!r}")
+    fittable = [i for i, s in enumerate(samples) if face_keypoints(s, min_visible=min_visible)[2] is None]
+    skipped = sorted(set(range(len(samples))) - set(fittable))
+    chunks = ([skipped] if skipped else []) + [fittable[i:i + batch_size] for i in range(0, len(fittable), batch_size)]
+    job = {**dict(fingerprint or {}), "num_samples": len(samples), "min_visible": int(min_visible),
+           "batch_size": int(batch_size), "config": repr(config), "model": str(getattr(model, "model_file", "")),
+           "dtype": str(model.dtype)}
+    log = ProgressLog.open(out.with_name(out.name + ".progress.jsonl"), job, resume=resume)
+    try:
+        num_resumed = len(log.done_keys & set(keys))
+        done = num_resumed
+        if progress is not None:
+            progress(done, len(samples))
+        for chunk in chunks:
+            chunk_keys = [keys[i] for i in chunk]
+            if all(k in log.done_keys for k in chunk_keys):
+                continue
+            recs = fit_faces([samples[i] for i in chunk], model=model, config=config, min_visible=min_visible,
+                             batch_size=batch_size)
+            entries = face_records_to_json(recs)
+            log.append([r.key for r in recs], [entries[r.key] for r in recs])
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(samples))
+        entries = log.records()
+        missing = [k for k in keys if k not in entries]
+        if missing:
+            raise ValueError(f"{log.path}: {len(missing)} faces have no record after the run (first: {missing[0]})")
+        data = {k: entries[k] for k in keys if not (omit_skipped and not entries[k].get("face_valid"))}
+        atomic_write_json(out, data)
+    finally:
+        log.close()
+    log.discard()
+    fitted = sum(1 for k in keys if entries[k].get("face_valid"))
+    return FitFaceSummary(out, len(keys), fitted, num_resumed, time.perf_counter() - t0)
