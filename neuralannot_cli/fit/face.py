@@ -257,6 +257,7 @@ def run_fit_face(
 
     Raises:
         ValueError: two samples share an annotation id, or the progress log belongs to another job / is corrupt.
+        OSError: ``out`` (or its progress log) cannot be written; ``filename`` is ``out``.
     """
     from neuralannot_cli.io.atomic import atomic_write_json
     from neuralannot_cli.io.progress import ProgressLog
@@ -274,7 +275,13 @@ def run_fit_face(
     job = {**dict(fingerprint or {}), "num_samples": len(samples), "min_visible": int(min_visible),
            "batch_size": int(batch_size), "config": repr(config), "model": str(getattr(model, "model_file", "")),
            "dtype": str(model.dtype)}
-    log = ProgressLog.open(out.with_name(out.name + ".progress.jsonl"), job, resume=resume)
+    def cannot_write(exc: OSError) -> OSError:
+        return OSError(exc.errno, f"cannot write the output: {exc.strerror or exc}", str(out))
+
+    try:
+        log = ProgressLog.open(out.with_name(out.name + ".progress.jsonl"), job, resume=resume)
+    except OSError as exc:  # e.g. the folder is a file, or not writable: before any fitting
+        raise cannot_write(exc) from None
     try:
         num_resumed = len(log.done_keys & set(keys))
         done = num_resumed
@@ -296,7 +303,10 @@ def run_fit_face(
         if missing:
             raise ValueError(f"{log.path}: {len(missing)} faces have no record after the run (first: {missing[0]})")
         data = {k: entries[k] for k in keys if not (omit_skipped and not entries[k].get("face_valid"))}
-        atomic_write_json(out, data)
+        try:
+            atomic_write_json(out, data)
+        except OSError as exc:
+            raise cannot_write(exc) from None
     finally:
         log.close()
     log.discard()
