@@ -516,6 +516,20 @@ def _to_world(rec: Record, camera: Any) -> tuple[np.ndarray, np.ndarray, dict[st
     return root_w, trans_w, extras
 
 
+def _from_world(ex: Mapping, root_w: Any, trans_w: Any, rest_name: str, where: str) -> dict[str, Any] | None:
+    """Inverse of :func:`_to_world`: the camera-frame record fields of a world-frame entry, from our extras
+    ``ex``; ``None`` for a foreign (e.g. released) entry without them, which stays in the world frame."""
+    if not all(k in ex for k in ("cam_R", "cam_t_mm", rest_name, "focal", "princpt")):
+        return None
+    w = f"{where}.neuralannot"
+    cam_r, cam_t = _arr("cam_R", ex["cam_R"], (3, 3), w), _arr("cam_t_mm", ex["cam_t_mm"], (3,), w)
+    rest = _arr(rest_name, ex[rest_name], (3,), w)
+    root_c, trans_c = world_to_camera_params(root_w, trans_w, rest, cam_r, cam_t)
+    return {"root_rotvec": root_c, "transl_m": trans_c, "focal_px": ex["focal"], "princpt_px": ex["princpt"],
+            "keypoints_2d_px": ex.get("keypoints_2d_px"), "joint_set": ex.get("joint_set"), "cam_rotmat": cam_r,
+            "cam_trans_mm": cam_t, rest_name: rest, "score": ex.get("score")}
+
+
 def _world_entry(rec: SmplxRecord, camera: Any) -> dict[str, Any]:
     root_w, trans_w, extras = _to_world(rec, camera)
     return {"root_pose": _l(root_w), "body_pose": _l(rec.body_pose_rotvecs), "shape": _l(rec.betas),
@@ -772,15 +786,9 @@ def _read_interhand_entry(entry: Any, path: Path, where: str, hand_type: str, ke
     try:
         trans = _arr("trans", trans, (3,), where)
         hand = dict(hand_type=hand_type, hand_pose_rotvecs=pose[3:].reshape(15, 3), betas=shape)
-        if all(k in ex for k in ("cam_R", "cam_t_mm", "rest_wrist_m", "focal", "princpt")):
-            w = f"{where}.neuralannot"
-            cam_r, cam_t = _arr("cam_R", ex["cam_R"], (3, 3), w), _arr("cam_t_mm", ex["cam_t_mm"], (3,), w)
-            wrist = _arr("rest_wrist_m", ex["rest_wrist_m"], (3,), w)
-            root_c, trans_c = world_to_camera_params(pose[:3], trans, wrist, cam_r, cam_t)
-            return ManoRecord(key=ex.get("key", key), ids=ex.get("ids", ids), root_rotvec=root_c, transl_m=trans_c,
-                              focal_px=ex["focal"], princpt_px=ex["princpt"], keypoints_2d_px=ex.get("keypoints_2d_px"),
-                              joint_set=ex.get("joint_set"), cam_rotmat=cam_r, cam_trans_mm=cam_t, rest_wrist_m=wrist,
-                              score=ex.get("score"), **hand)  # type: ignore[arg-type]
+        cam = _from_world(ex, pose[:3], trans, "rest_wrist_m", where)
+        if cam is not None:
+            return ManoRecord(key=ex.get("key", key), ids=ex.get("ids", ids), **cam, **hand)  # type: ignore[arg-type]
         return ManoRecord(key=key, ids=ids, root_rotvec=pose[:3], transl_m=trans, focal_px=[0.0, 0.0],
                           princpt_px=[0.0, 0.0], frame="world", **hand)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -797,22 +805,16 @@ def _read_world_entry(entry: Mapping, path: Path, where: str, key: str, ids: dic
     ex = entry.get("neuralannot") or {}
     vals = {name: _get(entry, name, path, where) for name in ("root_pose", "body_pose", "shape", "trans")}
     try:
-        if all(k in ex for k in ("cam_R", "cam_t_mm", "rest_pelvis_m", "focal", "princpt")):
-            root_c, trans_c = world_to_camera_params(vals["root_pose"], vals["trans"], ex["rest_pelvis_m"],
-                                                     ex["cam_R"], ex["cam_t_mm"])
-            return SmplxRecord(
-                key=ex.get("key", key), ids=ex.get("ids", ids), root_rotvec=root_c,
-                body_pose_rotvecs=vals["body_pose"], betas=vals["shape"], transl_m=trans_c,
-                focal_px=ex["focal"], princpt_px=ex["princpt"], keypoints_2d_px=ex.get("keypoints_2d_px"),
-                joint_set=ex.get("joint_set"), cam_rotmat=ex["cam_R"], cam_trans_mm=ex["cam_t_mm"],
-                rest_pelvis_m=ex["rest_pelvis_m"], score=ex.get("score"),
-            )
+        cam = _from_world(ex, vals["root_pose"], vals["trans"], "rest_pelvis_m", where)
+        if cam is not None:
+            return SmplxRecord(key=ex.get("key", key), ids=ex.get("ids", ids), body_pose_rotvecs=vals["body_pose"],
+                               betas=vals["shape"], **cam)
         # a foreign (e.g. released) file: parameters stay in the world frame, no intrinsics
         return SmplxRecord(key=key, ids=ids, root_rotvec=vals["root_pose"], body_pose_rotvecs=vals["body_pose"],
                            betas=vals["shape"], transl_m=vals["trans"], focal_px=[0.0, 0.0], princpt_px=[0.0, 0.0],
                            frame="world")
     except ValueError as exc:
-        raise ValueError(f"{path}: {where}: {exc}") from None
+        raise ValueError(f"{path}: {exc}" if str(exc).startswith(where) else f"{path}: {where}: {exc}") from None
 
 
 def _detect_kind(path: Path, data: Any) -> str:
