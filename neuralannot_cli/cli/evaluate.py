@@ -184,13 +184,24 @@ def indirect(
     model_dir: Annotated[Optional[Path], typer.Option(help=_MODEL_DIR_HELP, envvar="NEURALANNOT_BODY_MODELS")] = None,
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu, cuda.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Seed of the initialisation and the batch order.")] = 0,
+    work_dir: Annotated[Optional[Path], typer.Option(help="Folder for the training state (job.json + state/), "
+                                                          "saved atomically so that a killed job can continue "
+                                                          "with --resume. Default: none, nothing is saved.",
+                                                     file_okay=False)] = None,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="With --work-dir: save the state every N epochs "
+                                                              "(and after the last).")] = 1,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the job saved in --work-dir from its last "
+                                                          "saved epoch; refused when the options or training "
+                                                          "inputs differ (--device and --checkpoint-every may "
+                                                          "change).")] = False,
 ) -> None:
     """Train an estimator on a pseudo-GT set and test it on a set with GT 3D (MPJPE, PA-MPJPE, MPVPE, AUC).
 
-    Example: neuralannot evaluate indirect --estimator regressor --train pgt.json --train-dataset coco/annotations/coco_wholebody_train_v1.0.json --test h36m/annotations/Human36M_subject9_data.json
-    """
-    import json
+    With --work-dir the training state is saved every --checkpoint-every epochs; after a kill, the same command
+    with --resume continues it and ends with the weights of an uninterrupted run.
 
+    Example: neuralannot evaluate indirect --estimator regressor --train pgt.json --train-dataset coco/annotations/coco_wholebody_train_v1.0.json --test h36m/annotations/Human36M_subject9_data.json --work-dir runs/indirect_reg --resume
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from neuralannot_cli.evaluate.indirect import IndirectConfig, run_indirect
@@ -203,7 +214,8 @@ def indirect(
                              test_dataset=test, test_gt=test_gt, train_kind=train_kind.value,
                              test_kind=test_kind.value, epochs=epochs, batch_size=batch_size, lr=lr,
                              input_size=input_size, depth=depth, model_dir=model_dir, device=device,  # type: ignore[arg-type]
-                             seed=seed).checked()
+                             seed=seed, work_dir=work_dir, checkpoint_every=checkpoint_every,
+                             resume=resume).checked()
         with Progress(TextColumn("train {task.fields[loss]}"), BarColumn(), MofNCompleteColumn(),
                       console=err_console, transient=True) as progress:
             task = progress.add_task("train", total=epochs, loss="")
@@ -211,6 +223,8 @@ def indirect(
                 task, completed=e, loss=f"loss {loss:.4f}"))
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename or work_dir}: {exc.strerror or exc}")
     s = result.summary()
     typer.echo(f"{result.estimator} ({result.part}) trained on {result.num_train} pseudo-GT samples "
                f"({result.train_seconds:.1f} s), tested on {result.num_test}:")
@@ -221,6 +235,7 @@ def indirect(
         err_console.print(f"[bold yellow]WARNING[/]: {result.num_test_in_train} of the {result.num_test} test "
                           "images were also training images: these numbers are not held-out results")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(s, indent=2), encoding="utf-8")
+        from neuralannot_cli.io.atomic import atomic_write_json
+
+        atomic_write_json(out, s, indent=2)
         typer.echo(f"  result: {out}")

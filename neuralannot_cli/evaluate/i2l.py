@@ -417,14 +417,16 @@ class I2LEstimator:
 
 def train_i2l(config: Any, on_progress: Callable[[int, int, float], None] | None = None
               ) -> tuple[I2LEstimator, dict[str, Any]]:
-    """Train :class:`LixelNet` on the pseudo-GT of ``config.train_dataset`` (an ``IndirectConfig``)."""
+    """Train :class:`LixelNet` on the pseudo-GT of ``config.train_dataset`` (an ``IndirectConfig``; its
+    ``work_dir`` / ``resume`` make the training resumable, as ``indirect.fit_estimator`` says)."""
     from neuralannot_cli.evaluate.direct import BodyModels, load_samples
-    from neuralannot_cli.evaluate.indirect import _with_index, fit_estimator
+    from neuralannot_cli.evaluate.indirect import _with_index, fit_estimator, open_work_dir
     from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
 
     cfg = config.checked()
     if cfg.input_size % 32:
         raise ValueError(f"input_size must be a multiple of 32 for the i2l estimator, got {cfg.input_size}")
+    open_work_dir(cfg)
     records = read_pseudo_gt(cfg.train_pseudo_gt, dataset_kind=None if cfg.train_kind == "auto" else cfg.train_kind)
     types = {r.model_type for r in records.values()}
     if len(types) != 1:

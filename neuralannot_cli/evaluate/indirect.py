@@ -18,6 +18,23 @@ image, so the orientation seen in the crop is the camera-frame orientation. SMPL
 are not regressed (mean hand, neutral face). MANO: right hands only (left-hand records are skipped and
 counted).
 
+Every estimator trains in :func:`fit_estimator`: Adam, shuffled batches whose order is a function of
+``(seed, epoch)`` only (the sampler's generator is re-seeded at the start of each epoch), so an epoch sees the
+same batches whether the run went through its earlier epochs in this process or resumed after them.
+
+Resume (``work_dir``; none = nothing written). Layout of ``<work_dir>``::
+
+    job.json                                 {"version": 1, "fingerprint": {...}}: what the job is
+    state/indirect_<estimator>.json          last saved epoch, optimizer groups, RNG, {"loss", "seconds"}
+    state/indirect_<estimator>.e<k>.safetensors  model + optimizer tensors after epoch k (0-based)
+
+The state (:func:`~neuralannot_cli.train.checkpoint.save_train_state`: atomic, the JSON is the commit point)
+is saved every ``checkpoint_every`` epochs and after the last. ``resume`` continues from the saved epoch and
+refuses a job whose fingerprint differs (estimator, training inputs by resolved path and SHA-256, test files,
+kinds, epochs, batch size, lr, input size, depth, seed); ``device``, ``workers``, ``model_dir`` and
+``checkpoint_every`` may change. A work folder that holds a job is never overwritten without ``resume``. A job
+killed after its last epoch (while testing) resumes straight into the test.
+
 Testing (:func:`test_estimator`): crops of the test samples with GT 3D joints -> parameters -> body model ->
 joints of the test set's joint set (mm) -> MPJPE / PA-MPJPE (:func:`~neuralannot_cli.evaluate.direct.
 joint_errors_mm`: the set's metric joints, e.g. Human3.6M's 14, valid GT joints only), plus MPVPE / PA-MPVPE
@@ -28,6 +45,8 @@ image was also a training image (non-zero when training and testing on the same 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import time
@@ -43,7 +62,7 @@ from torch import nn
 from neuralannot_cli.evaluate import metrics as M
 
 __all__ = ["IndirectConfig", "IndirectResult", "ParamRegressor", "train_regressor", "test_estimator",
-           "run_indirect"]
+           "run_indirect", "job_fingerprint", "open_work_dir"]
 
 Estimator = Literal["regressor", "i2l"]
 
@@ -68,17 +87,29 @@ class IndirectConfig:
     device: str = "cpu"
     seed: int = 0
     workers: int = 0
+    work_dir: Path | None = None
+    """Folder for the resumable training state (``None``: nothing is written, a kill loses the training)."""
+    checkpoint_every: int = 1
+    """Save the state every this many epochs (and after the last); only with ``work_dir``."""
+    resume: bool = False
+    """Continue the job saved in ``work_dir`` (which must then be set)."""
 
     def checked(self) -> IndirectConfig:
         if self.estimator not in ("regressor", "i2l"):
             raise ValueError(f"estimator must be 'regressor' or 'i2l', got {self.estimator!r}")
-        for name in ("epochs", "batch_size", "input_size"):
+        for name in ("epochs", "batch_size", "input_size", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.depth not in (18, 34, 50):
             raise ValueError(f"depth must be 18, 34 or 50, got {self.depth}")
+        if self.work_dir is not None and not isinstance(self.work_dir, (str, os.PathLike)):
+            raise ValueError(f"work_dir must be a path or None, got {type(self.work_dir).__name__}")
+        if not isinstance(self.resume, bool):
+            raise ValueError(f"resume must be True or False, got {self.resume!r}")
+        if self.resume and self.work_dir is None:
+            raise ValueError("resume: needs work_dir (--work-dir), the folder of the job to continue")
         return self
 
 
@@ -169,13 +200,83 @@ def _with_index(samples: list[Any], input_size: int):
     return CroppedSampleDataset(samples, input_size, augment=False)
 
 
+# ------------------------------------------------------------------------------------------ resume
+
+
+def _state_step(cfg: IndirectConfig) -> str:
+    return f"indirect_{cfg.estimator}"
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of the batch order (and augmentation draws) of ``epoch``: a function of ``(seed, epoch)`` only."""
+    return (int(seed) * 1_000_003 + int(epoch)) % (2**63)
+
+
+def _input_digest(path: str | os.PathLike) -> dict[str, str]:
+    """``{"path": resolved path, "sha256": content digest}`` of a file, or of a folder's files (sorted
+    relative names and contents; a Human3.6M pseudo-GT folder)."""
+    path = Path(path).resolve()
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if f != path:
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return {"path": str(path), "sha256": h.hexdigest()}
+
+
+def job_fingerprint(cfg: IndirectConfig) -> dict[str, Any]:
+    """What a resumed job must share with the interrupted one (JSON-able; see the module docstring)."""
+    def resolved(p: Path | None) -> str | None:
+        return None if p is None else str(Path(p).resolve())
+
+    return {"estimator": cfg.estimator, "train_pseudo_gt": _input_digest(cfg.train_pseudo_gt),
+            "train_dataset": _input_digest(cfg.train_dataset), "train_kind": cfg.train_kind,
+            "test_dataset": resolved(cfg.test_dataset), "test_gt": resolved(cfg.test_gt),
+            "test_kind": cfg.test_kind, "epochs": int(cfg.epochs), "batch_size": int(cfg.batch_size),
+            "lr": float(cfg.lr), "input_size": int(cfg.input_size), "depth": int(cfg.depth), "seed": int(cfg.seed)}
+
+
+def open_work_dir(cfg: IndirectConfig) -> None:
+    """Check or start the job in ``cfg.work_dir`` (no-op without one): a new folder gets ``job.json``; a folder
+    holding a job needs ``cfg.resume`` and the same :func:`job_fingerprint`.
+
+    Raises:
+        ValueError: the folder holds a job and ``resume`` is off, or the fingerprints differ (names the field).
+    """
+    from neuralannot_cli.train.checkpoint import atomic_write_json, read_json
+
+    if cfg.work_dir is None:
+        return
+    path = Path(cfg.work_dir) / "job.json"
+    fingerprint = json.loads(json.dumps(job_fingerprint(cfg)))
+    if path.exists():
+        if not cfg.resume:
+            raise ValueError(f"{path}: the work folder holds an indirect-evaluation job already; pass --resume to "
+                             "continue it or choose another --work-dir")
+        old = read_json(path).get("fingerprint", {})
+        for key in sorted(set(old) | set(fingerprint)):
+            if old.get(key) != fingerprint.get(key):
+                raise ValueError(f"{path}: fingerprint.{key}: the interrupted job had {old.get(key)!r}, this one "
+                                 f"has {fingerprint.get(key)!r}; rerun with the same options or another --work-dir")
+        return
+    atomic_write_json({"version": 1, "fingerprint": fingerprint}, path)
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
 def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, float], None] | None = None
                     ) -> tuple[ParamRegressor, dict[str, Any]]:
-    """Train :class:`ParamRegressor` on the pseudo-GT of ``config.train_dataset`` -> ``(model, info)``."""
+    """Train :class:`ParamRegressor` on the pseudo-GT of ``config.train_dataset`` -> ``(model, info)``
+    (resumable with ``config.work_dir`` / ``config.resume``, see :func:`fit_estimator`)."""
     from neuralannot_cli.evaluate.direct import BodyModels, load_samples
     from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
 
     cfg = config.checked()
+    open_work_dir(cfg)
     records = read_pseudo_gt(cfg.train_pseudo_gt, dataset_kind=None if cfg.train_kind == "auto" else cfg.train_kind)
     types = {r.model_type for r in records.values()}
     if len(types) != 1:
@@ -220,20 +321,42 @@ def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, flo
 
 def fit_estimator(net: nn.Module, dataset: Any, cfg: Any, batch_loss: Callable[[dict[str, Any]], torch.Tensor],
                   on_progress: Callable[[int, int, float], None] | None = None) -> tuple[float, float]:
-    """The training loop every estimator shares: shuffled ``DataLoader`` seeded by ``cfg.seed``, Adam
-    (``cfg.lr``), ``cfg.epochs`` epochs; ``batch_loss(batch)`` computes one mini-batch's loss.
+    """The training loop every estimator shares: Adam (``cfg.lr``), ``cfg.epochs`` epochs of shuffled batches
+    whose order is a function of ``(cfg.seed, epoch)`` (:func:`_epoch_seed`); ``batch_loss(batch)`` computes
+    one mini-batch's loss. With ``cfg.work_dir`` the state is saved every ``cfg.checkpoint_every`` epochs and
+    after the last, and ``cfg.resume`` continues from it (call :func:`open_work_dir` first).
+
+    A last batch of a single sample is dropped (BatchNorm needs two). ``on_progress(epoch, epochs, loss)`` is
+    called after each epoch run here (1-based), after its state was saved when it was due; an exception from it
+    stops the run (resumable).
 
     Returns:
-        ``(mean loss of the last epoch, seconds)``.
+        ``(mean loss of the last epoch, seconds of training, summed over the interrupted runs)``.
     """
-    gen = torch.Generator().manual_seed(cfg.seed)
+    from neuralannot_cli.train.checkpoint import load_train_state, save_train_state
+
+    gen = torch.Generator()
+    # BatchNorm cannot normalise a batch of one sample in training mode (the i2l depth head always, the
+    # regressor's pooled features at small crops): a last batch of one is dropped (another sample each epoch)
+    n = len(dataset)
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                                         num_workers=cfg.workers, drop_last=False)
+                                         num_workers=cfg.workers,
+                                         drop_last=n > cfg.batch_size and n % cfg.batch_size == 1)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    work_dir, step = cfg.work_dir, _state_step(cfg)
+    start, last, seconds_before = 0, float("nan"), 0.0
+    if work_dir is not None and cfg.resume:
+        js = load_train_state(work_dir, step, model=net, optimizer=opt, scheduler=None, device=cfg.device)
+        if js is not None:
+            start = int(js["epoch"]) + 1
+            last = float(js["extra"].get("loss", float("nan")))
+            seconds_before = float(js["extra"].get("seconds", 0.0))
     t0 = time.perf_counter()
-    last = float("nan")
     net.train()
-    for epoch in range(cfg.epochs):
+    for epoch in range(start, cfg.epochs):
+        gen.manual_seed(_epoch_seed(cfg.seed, epoch))  # the sampler's permutation and the workers' base seed
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
         total, count = 0.0, 0
         for batch in loader:
             loss = batch_loss(batch)
@@ -244,9 +367,12 @@ def fit_estimator(net: nn.Module, dataset: Any, cfg: Any, batch_loss: Callable[[
             total += float(loss.detach()) * n
             count += n
         last = total / max(count, 1)
+        if work_dir is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch == cfg.epochs - 1):
+            save_train_state(work_dir, step, epoch=epoch, model=net, optimizer=opt, scheduler=None,
+                             extra={"loss": last, "seconds": seconds_before + time.perf_counter() - t0})
         if on_progress is not None:
             on_progress(epoch + 1, cfg.epochs, last)
-    return last, time.perf_counter() - t0
+    return last, seconds_before + time.perf_counter() - t0
 
 
 @torch.no_grad()
