@@ -246,6 +246,7 @@ def open_work_dir(cfg: IndirectConfig) -> None:
     Raises:
         ValueError: the folder holds a job and ``resume`` is off, or the fingerprints differ (names the field).
     """
+    from neuralannot_cli.io.progress import first_difference
     from neuralannot_cli.train.checkpoint import atomic_write_json, read_json
 
     if cfg.work_dir is None:
@@ -257,10 +258,10 @@ def open_work_dir(cfg: IndirectConfig) -> None:
             raise ValueError(f"{path}: the work folder holds an indirect-evaluation job already; pass --resume to "
                              "continue it or choose another --work-dir")
         old = read_json(path).get("fingerprint", {})
-        for key in sorted(set(old) | set(fingerprint)):
-            if old.get(key) != fingerprint.get(key):
-                raise ValueError(f"{path}: fingerprint.{key}: the interrupted job had {old.get(key)!r}, this one "
-                                 f"has {fingerprint.get(key)!r}; rerun with the same options or another --work-dir")
+        key = first_difference(old, fingerprint)
+        if key is not None:
+            raise ValueError(f"{path}: fingerprint.{key}: the interrupted job had {old.get(key)!r}, this one "
+                             f"has {fingerprint.get(key)!r}; rerun with the same options or another --work-dir")
         return
     atomic_write_json({"version": 1, "fingerprint": fingerprint}, path)
 

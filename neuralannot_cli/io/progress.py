@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProgressLog", "PROGRESS_VERSION"]
+__all__ = ["ProgressLog", "PROGRESS_VERSION", "first_difference"]
 
 PROGRESS_VERSION = 1
 
@@ -54,6 +54,11 @@ def _read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
         entries.append(obj)
         pos = end + 1
     return entries, pos
+
+
+def first_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """The first key (sorted) whose value differs between two job fingerprints, or ``None`` when they match."""
+    return next((k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)), None)
 
 
 class ProgressLog:
@@ -95,12 +100,12 @@ class ProgressLog:
             if not entries or entries[0].get("type") != "header":
                 raise ValueError(f"{path}: header: missing; not a progress file (delete it to start afresh)")
             old = entries[0].get("fingerprint", {})
-            for key in sorted(set(old) | set(fingerprint)):
-                if old.get(key) != fingerprint.get(key):
-                    raise ValueError(
-                        f"{path}: fingerprint.{key}: the interrupted job had {old.get(key)!r}, this one has "
-                        f"{fingerprint.get(key)!r}; rerun with the same options or without --resume"
-                    )
+            key = first_difference(old, fingerprint)
+            if key is not None:
+                raise ValueError(
+                    f"{path}: fingerprint.{key}: the interrupted job had {old.get(key)!r}, this one has "
+                    f"{fingerprint.get(key)!r}; rerun with the same options or without --resume"
+                )
             if valid_len != path.stat().st_size:
                 with open(path, "r+b") as fh:
                     fh.truncate(valid_len)
