@@ -9,6 +9,9 @@ No image files are written (loaders only build paths).
 from __future__ import annotations
 
 import json
+import pickle
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +314,43 @@ def write_interhand(root: Path, split: str = "val", *, world_coord_dict: bool = 
         "joint_3d": _dump(annot / f"InterHand2.6M_{split}_joint_3d.json", joints),
     }
     return {"paths": paths, "cameras": cams, "world": world, "images": images, "annotations": anns}
+
+
+def official_model_pickle(data: dict) -> bytes:
+    """``data`` (a model file's dict) pickled as the released SMPL / MANO files are: chumpy ``Ch`` arrays and a
+    ``scipy.sparse.csc_matrix`` J_regressor (under the old ``scipy.sparse.csc`` module), without chumpy or scipy
+    installed."""
+    ch_mod, csc_mod = types.ModuleType("chumpy.ch"), types.ModuleType("scipy.sparse.csc")
+
+    class Ch:
+        pass
+
+    class csc_matrix:
+        pass
+
+    Ch.__module__, Ch.__qualname__, ch_mod.Ch = "chumpy.ch", "Ch", Ch
+    csc_matrix.__module__, csc_matrix.__qualname__, csc_mod.csc_matrix = "scipy.sparse.csc", "csc_matrix", csc_matrix
+    official = dict(data)
+    for key in ("v_template", "shapedirs", "posedirs", "weights"):
+        node = Ch()
+        node.__dict__.update(x=np.asarray(data[key], dtype=np.float64), _dirty_vars=set())
+        official[key] = node
+    dense_t = np.asarray(data["J_regressor"], dtype=np.float64).T  # columns of the csc matrix
+    nonzero = dense_t != 0
+    sparse = csc_matrix()
+    sparse.__dict__.update(_shape=dense_t.T.shape, data=dense_t[nonzero],
+                           indices=np.nonzero(nonzero)[1].astype(np.int32),
+                           indptr=np.concatenate([[0], np.cumsum(nonzero.sum(1))]).astype(np.int32))  # fmt: skip
+    official["J_regressor"] = sparse
+    fakes = {"chumpy": types.ModuleType("chumpy"), "chumpy.ch": ch_mod, "scipy": types.ModuleType("scipy"),
+             "scipy.sparse": types.ModuleType("scipy.sparse"), "scipy.sparse.csc": csc_mod}  # fmt: skip
+    saved = {name: sys.modules.get(name) for name in fakes}
+    sys.modules.update(fakes)
+    try:
+        return pickle.dumps(official, protocol=2)
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                sys.modules.pop(name)
+            else:
+                sys.modules[name] = old

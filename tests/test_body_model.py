@@ -251,8 +251,8 @@ def test_input_checks(smplx32: BodyModel) -> None:
 def test_load_errors(standin_dir: Path, cfg: ModelSearchConfig) -> None:
     with pytest.raises(ValueError, match="neutral, male, female"):
         load_body_model("smplx", gender="kid", model_dir=standin_dir, config=cfg)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="smplx, mano, flame"):
-        load_body_model("smpl", model_dir=standin_dir, config=cfg)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="smplx, mano, flame, smpl"):
+        load_body_model("smplh", model_dir=standin_dir, config=cfg)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="10 shape coefficients, num_betas=300"):
         load_body_model("smplx", model_dir=standin_dir, config=cfg, num_betas=300)
 
@@ -301,50 +301,9 @@ def test_official_chumpy_layout_mano_loads(
 ) -> None:
     """A MANO pickle in the official layout (chumpy arrays, scipy.sparse csc regressor under the old
     ``scipy.sparse.csc`` module) loads without chumpy/scipy and gives the same model."""
-    import sys
-    import types
+    from tests import fixtures_formats as fx
 
-    data = pickle.loads((standin_dir / "mano" / "MANO_RIGHT.pkl").read_bytes())
-    ch_mod, csc_mod = types.ModuleType("chumpy.ch"), types.ModuleType("scipy.sparse.csc")
-
-    class Ch:
-        pass
-
-    class csc_matrix:
-        pass
-
-    Ch.__module__, Ch.__qualname__, ch_mod.Ch = "chumpy.ch", "Ch", Ch
-    csc_matrix.__module__, csc_matrix.__qualname__ = "scipy.sparse.csc", "csc_matrix"
-    csc_mod.csc_matrix = csc_matrix
-    official = dict(data)
-    for key in ("v_template", "shapedirs", "posedirs", "weights"):
-        node = Ch()
-        node.__dict__.update(x=np.asarray(data[key]), _dirty_vars=set())
-        official[key] = node
-    dense = np.asarray(data["J_regressor"])
-    sparse = csc_matrix()
-    nz_cols = dense.T != 0
-    sparse.__dict__.update(
-        _shape=dense.shape,
-        data=dense.T[nz_cols],
-        indices=np.nonzero(nz_cols)[1].astype(np.int32),
-        indptr=np.concatenate([[0], np.cumsum(nz_cols.sum(1))]).astype(np.int32),
-    )
-    official["J_regressor"] = sparse
-    fakes = {
-        "chumpy": types.ModuleType("chumpy"), "chumpy.ch": ch_mod, "scipy": types.ModuleType("scipy"),
-        "scipy.sparse": types.ModuleType("scipy.sparse"), "scipy.sparse.csc": csc_mod,
-    }  # fmt: skip
-    saved = {name: sys.modules.get(name) for name in fakes}
-    sys.modules.update(fakes)
-    try:
-        blob = pickle.dumps(official, protocol=2)
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name)
-            else:
-                sys.modules[name] = old
+    blob = fx.official_model_pickle(pickle.loads((standin_dir / "mano" / "MANO_RIGHT.pkl").read_bytes()))
     (tmp_path / "mano").mkdir()
     (tmp_path / "mano" / "MANO_RIGHT.pkl").write_bytes(blob)
     model = load_body_model("mano", model_dir=tmp_path, config=cfg)

@@ -166,9 +166,9 @@ def test_standin_warning_once(tmp_path: Path, fake_standin: list[Path], capsys: 
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("bad", ["smpl", "SMPLH", "", "mano_left"])
+@pytest.mark.parametrize("bad", ["smplh", "SMPLH", "", "mano_left"])
 def test_unknown_model_type(bad: str) -> None:
-    with pytest.raises(ValueError, match="smplx, mano, flame"):
+    with pytest.raises(ValueError, match="smplx, mano, flame, smpl"):
         find_model_file(bad)
 
 

@@ -56,6 +56,9 @@ def test_models_make_standin_and_check(tmp_path):
     assert "10475" in rows["smplx (neutral)"] and "│ 55 " in rows["smplx (neutral)"].replace("  ", " ")
     assert "778" in rows["mano (right)"] and "778" in rows["mano (left)"]
     assert "5023" in rows["flame"]
+    for gender in ("neutral", "male", "female"):
+        row = rows[f"smpl ({gender})"]
+        assert "SMPLLayer" in row and "6890" in row and "│ 24 " in row.replace("  ", " "), row
     assert "STAND-IN" in out
 
 

@@ -52,6 +52,7 @@ def test_registry_and_counts() -> None:
         "h36m_17": 17,
         "mpi3dhp_17": 17,
         "hand_21": 21,
+        "smpl_24": 24,
     }
     with pytest.raises(ValueError, match="valid names: smplx_55, coco_17, coco_wholebody_133"):
         get_joint_set("coco_18")

@@ -68,6 +68,8 @@ def test_layout_and_markers(standin):
         "smplx_neutral": "smplx/SMPLX_NEUTRAL.npz", "smplx_male": "smplx/SMPLX_MALE.npz",
         "smplx_female": "smplx/SMPLX_FEMALE.npz",
         "smplx_h36m_regressor": "smplx/J_regressor_h36m_smplx.npy",
+        "smpl_neutral": "smpl/SMPL_NEUTRAL.pkl", "smpl_male": "smpl/SMPL_MALE.pkl",
+        "smpl_female": "smpl/SMPL_FEMALE.pkl", "smpl_h36m_regressor": "smpl/J_regressor_h36m_correct.npy",
         "mano_right": "mano/MANO_RIGHT.pkl", "mano_left": "mano/MANO_LEFT.pkl",
         "flame_neutral": "flame/FLAME_NEUTRAL.pkl", "flame_male": "flame/FLAME_MALE.pkl",
         "flame_female": "flame/FLAME_FEMALE.pkl",
@@ -81,7 +83,7 @@ def test_layout_and_markers(standin):
     for g in ("NEUTRAL", "MALE", "FEMALE"):
         with np.load(root / "smplx" / f"SMPLX_{g}.npz", allow_pickle=True) as z:
             assert str(z[STANDIN_MARKER_KEY]) == "neuralannot stand-in v1"
-    for p in (paths["mano_right"], paths["mano_left"], paths["flame_neutral"]):
+    for p in (paths["mano_right"], paths["mano_left"], paths["flame_neutral"], paths["smpl_neutral"]):
         with open(p, "rb") as fh:
             d = pickle.load(fh, encoding="latin1")
         assert str(d[STANDIN_MARKER_KEY]) == "neuralannot stand-in v1"

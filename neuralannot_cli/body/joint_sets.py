@@ -1,7 +1,7 @@
 """Named joint sets: documented name orders and how to get each joint from a body-model output.
 
 A :class:`JointSet` has a name, an ordered tuple of joint names (pinned by tests) and, per body model
-(``'smplx'``, ``'mano'``, ``'flame'``), a *recipe*: for each joint a tuple of :class:`JointSource` whose
+(``'smplx'``, ``'smpl'``, ``'mano'``, ``'flame'``), a *recipe*: for each joint a tuple of :class:`JointSource` whose
 positions are averaged (one source = the point itself, two = their midpoint). A source is
 
 - ``joint``: an index into ``BodyOutput.joints``, i.e. smplx's output joint order. For SMPL-X that is
@@ -12,14 +12,18 @@ positions are averaged (one source = the point itself, two = their midpoint). A 
   brows, nose, eyes, mouth) and 17 dynamic contour landmarks (iBUG points 0..16, with
   ``use_face_contour=True``). MANO: the 16 kinematic joints only (wrist, index1-3, middle1-3,
   pinky1-3, ring1-3, thumb1-3; smplx adds no fingertips for MANO). FLAME: 5 kinematic joints
-  (root, neck, jaw, left eye, right eye) + 51 static + 17 contour landmarks = 73.
+  (root, neck, jaw, left eye, right eye) + 51 static + 17 contour landmarks = 73. SMPL (``SMPLLayer.forward``):
+  24 kinematic joints, then the same 21 vertex joints as SMPL-X (ids of ``vertex_ids['smplh']``) = 45.
 - ``vertex``: a mesh vertex index.
 - ``regressor``: a row of an extra joint regressor applied to the vertices (``'h36m'`` =
-  ``J_regressor_h36m_smplx.npy`` (17, 10475), the file Hand4Whole ships for Human3.6M evaluation).
+  ``J_regressor_h36m_smplx.npy`` (17, 10475), the file Hand4Whole ships for Human3.6M evaluation; on SMPL
+  ``J_regressor_h36m_correct.npy`` (17, 6890) of I2L-MeshNet / Pose2Mesh, or SPIN's ``J_regressor_h36m.npy``).
 
 Sets and sources of their orders:
 
 - ``smplx_55``: ``smplx.joint_names.JOINT_NAMES[:55]`` (the kinematic joints).
+- ``smpl_24``: SMPL's kinematic joints: ``JOINT_NAMES[:22]`` (the body joints SMPL and SMPL-X share), then
+  ``left_hand``, ``right_hand`` (SMPL's names; smplx's ``JOINT_NAMES[22:24]`` are SMPL-X's jaw and eye).
 - ``coco_17``: COCO keypoints order (nose, left/right eye, left/right ear, shoulders, elbows, wrists,
   hips, knees, ankles; left before right). SMPL-X recipe as in Hand4Whole/NeuralAnnot: face points from
   smplx's vertex joints, the rest from kinematic joints *with the same name* (SMPL-X hips are not COCO
@@ -36,7 +40,7 @@ Sets and sources of their orders:
 - ``face_68``: the 68 face points alone (same order as inside ``coco_wholebody_133``), SMPL-X and FLAME.
 - ``h36m_17``: Human3.6M order used by I2L-MeshNet / Hand4Whole (``data/Human36M/Human36M.py``):
   pelvis, right hip/knee/ankle, left hip/knee/ankle, torso, neck, head, head_top, left
-  shoulder/elbow/wrist, right shoulder/elbow/wrist; from the ``h36m`` regressor rows 0..16.
+  shoulder/elbow/wrist, right shoulder/elbow/wrist; from the ``h36m`` regressor rows 0..16 (SMPL-X and SMPL).
 - ``mpi3dhp_17``: the MPI-INF-3DHP 17-joint test order used by Hand4Whole
   (``data/MPI_INF_3DHP/MPI_INF_3DHP.py``): head_top, neck, right shoulder/elbow/wrist, left
   shoulder/elbow/wrist, right hip/knee/ankle, left hip/knee/ankle, pelvis, torso, head. Hand4Whole
@@ -74,6 +78,7 @@ __all__ = [
     "SMPLX_OUTPUT_JOINT_NAMES",
     "MANO_FINGERTIP_VERTEX_IDS",
     "MANO_KINEMATIC_JOINT_NAMES",
+    "SMPL_JOINT_NAMES",
 ]
 
 SourceKind = Literal["joint", "vertex", "regressor"]
@@ -90,6 +95,7 @@ MANO_KINEMATIC_JOINT_NAMES: tuple[str, ...] = (
 MANO_FINGERTIP_VERTEX_IDS: Mapping[str, int] = MappingProxyType(
     {"thumb": 745, "index": 317, "middle": 445, "ring": 556, "pinky": 673}
 )
+SMPL_JOINT_NAMES: tuple[str, ...] = SMPLX_OUTPUT_JOINT_NAMES[:22] + ("left_hand", "right_hand")
 FLAME_NUM_KINEMATIC_JOINTS = 5
 _FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 
@@ -312,15 +318,16 @@ def _build_sets() -> dict[str, JointSet]:
         JointSet(
             "h36m_17",
             H36M_17_NAMES,
-            _frozen({"smplx": [_regressor("h36m", i) for i in range(17)]}),
-            "Human3.6M 17 joints via J_regressor_h36m_smplx.npy",
+            _frozen({model: [_regressor("h36m", i) for i in range(17)] for model in ("smplx", "smpl")}),
+            "Human3.6M 17 joints via J_regressor_h36m_smplx.npy (SMPL-X) / J_regressor_h36m_correct.npy (SMPL)",
         )
     )
     sets.append(
         JointSet(
             "mpi3dhp_17",
             MPI3DHP_17_NAMES,
-            _frozen({"smplx": [_regressor("h36m", H36M_17_NAMES.index(n)) for n in MPI3DHP_17_NAMES]}),
+            _frozen({model: [_regressor("h36m", H36M_17_NAMES.index(n)) for n in MPI3DHP_17_NAMES]
+                     for model in ("smplx", "smpl")}),
             "MPI-INF-3DHP 17 test joints (Hand4Whole order) via the H36M regressor rows of the same name",
         )
     )
@@ -330,6 +337,14 @@ def _build_sets() -> dict[str, JointSet]:
             HAND_21_NAMES,
             _frozen({"mano": _mano_hand_recipe()}),
             "FreiHAND / InterHand2.6M 21 hand joints (MANO joints + fingertip vertices)",
+        )
+    )
+    sets.append(
+        JointSet(
+            "smpl_24",
+            SMPL_JOINT_NAMES,
+            _frozen({"smpl": [_joint(i) for i in range(24)]}),
+            "SMPL kinematic joints: JOINT_NAMES[:22], left_hand, right_hand",
         )
     )
     return {s.name: s for s in sets}

@@ -1,8 +1,8 @@
-"""Body models (SMPL-X, MANO, FLAME) as ``nn.Module``s with explicit, shape-checked inputs.
+"""Body models (SMPL-X, SMPL, MANO, FLAME) as ``nn.Module``s with explicit, shape-checked inputs.
 
 :func:`load_body_model` finds the model file (:mod:`neuralannot_cli.body.paths`), converts official
 ``.pkl`` files to cached ``.npz`` without chumpy (:mod:`neuralannot_cli.body.pkl`) and wraps the
-corresponding ``smplx`` *Layer* class (``SMPLXLayer``, ``MANOLayer``, ``FLAMELayer``): the Layer classes
+corresponding ``smplx`` *Layer* class (``SMPLXLayer``, ``SMPLLayer``, ``MANOLayer``, ``FLAMELayer``): the Layer classes
 hold no per-batch parameters, so any batch size works. Poses are axis-angle vectors (``*_rotvec(s)``),
 converted to rotation matrices with ``roma`` before calling the layer.
 
@@ -22,6 +22,8 @@ Conventions:
   ``UserWarning`` says when it is not there).
 - smplx opens ``.npz`` files with ``allow_pickle=True``; an npz with object (pickled) members is handed to it as a
   cached numeric-only copy (:func:`_numeric_npz`), so no model file -- ``.pkl`` or ``.npz`` -- runs a pickle.
+- ``smplx.SMPL`` reads its file with a plain ``pickle.load`` (no ``ext`` option): the SMPL layer gets the arrays of the
+  checked, numeric-only ``.npz`` as ``data_struct`` instead, so an SMPL file is never unpickled by smplx either.
 - Before smplx reads a file, the fields it needs are checked (:func:`_check_model_fields`): a file of another model
   type or variant fails with one line naming the file and the missing fields, not smplx's ``AttributeError``.
 """
@@ -55,6 +57,7 @@ from neuralannot_cli.body.paths import (
     GENDERS,
     H36M_REGRESSOR_FILENAME,
     MODEL_TYPES,
+    SMPL_H36M_REGRESSOR_FILENAMES,
     REGISTRATION_URLS,
     ModelSearchConfig,
     ResolvedModelFile,
@@ -76,6 +79,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
         "root_rotvec", "body_pose_rotvecs", "betas", "left_hand_pose_rotvecs", "right_hand_pose_rotvecs",
         "jaw_rotvec", "leye_rotvec", "reye_rotvec", "expression", "transl_m", "root_rotmat", "body_pose_rotmats",
     ),
+    "smpl": ("root_rotvec", "body_pose_rotvecs", "betas", "transl_m", "root_rotmat", "body_pose_rotmats"),
     "mano": ("root_rotvec", "hand_pose_rotvecs", "betas", "transl_m", "root_rotmat"),
     "flame": (
         "root_rotvec", "neck_rotvec", "jaw_rotvec", "leye_rotvec", "reye_rotvec", "betas", "expression",
@@ -96,6 +100,8 @@ _FIXED_SHAPES: dict[str, tuple[int, ...]] = {
     "root_rotmat": (3, 3),
     "body_pose_rotmats": (21, 3, 3),
 }
+# SMPL poses 23 body joints (SMPL-X's 21 and the two hand joints)
+_SMPL_SHAPES: dict[str, tuple[int, ...]] = {"body_pose_rotvecs": (23, 3), "body_pose_rotmats": (23, 3, 3)}
 # (axis-angle name, rotation-matrix name) of the inputs that may be given either way (not both)
 _ROTMAT_ALTERNATIVES = (("root_rotvec", "root_rotmat"), ("body_pose_rotvecs", "body_pose_rotmats"))
 # SMPL-X inputs after the body pose in the layer's joint order (jaw, eyes, hands): 34 joints
@@ -133,12 +139,14 @@ class BodyModel(nn.Module):
       ``betas (batch, num_betas)``, ``left_hand_pose_rotvecs (batch, 15, 3)``,
       ``right_hand_pose_rotvecs (batch, 15, 3)``, ``jaw_rotvec``, ``leye_rotvec``, ``reye_rotvec``
       ``(batch, 3)``, ``expression (batch, num_expression_coeffs)``, ``transl_m (batch, 3)``.
+    - SMPL: ``root_rotvec (batch, 3)``, ``body_pose_rotvecs (batch, 23, 3)`` (SMPL's joints 1..23, hands
+      included), ``betas (batch, num_betas)``, ``transl_m (batch, 3)``.
     - MANO: ``root_rotvec``, ``hand_pose_rotvecs (batch, 15, 3)``, ``betas``, ``transl_m``.
     - FLAME: ``root_rotvec``, ``neck_rotvec``, ``jaw_rotvec``, ``leye_rotvec``, ``reye_rotvec``,
       ``betas``, ``expression``, ``transl_m``.
 
     Rotation matrices instead of axis-angle (one or the other, not both): ``root_rotmat (batch, 3, 3)`` (all
-    model types) and, for SMPL-X, ``body_pose_rotmats (batch, 21, 3, 3)``. The layers pose with matrices, so a
+    model types) and, for SMPL-X, ``body_pose_rotmats (batch, 21, 3, 3)`` (SMPL: ``(batch, 23, 3, 3)``). The layers pose with matrices, so a
     regressor that decodes 6D to matrices (:mod:`neuralannot_cli.nets.heads`) skips a matrix -> axis-angle ->
     matrix round trip (~0.5k kernels per training step with its backward). Hand poses stay axis-angle: smplx adds
     the hand mean pose to them in axis-angle space.
@@ -236,7 +244,7 @@ class BodyModel(nn.Module):
 
     @property
     def num_expression_coeffs(self) -> int:
-        return int(self.layer.num_expression_coeffs) if self.model_type != "mano" else 0
+        return int(self.layer.num_expression_coeffs) if self.model_type in ("smplx", "flame") else 0
 
     @property
     def is_standin(self) -> bool:
@@ -272,6 +280,8 @@ class BodyModel(nn.Module):
             return (self.num_betas,)
         if name == "expression":
             return (self.num_expression_coeffs,)
+        if self.model_type == "smpl" and name in _SMPL_SHAPES:
+            return _SMPL_SHAPES[name]
         return _FIXED_SHAPES[name]
 
     def _check_params(self, params: dict[str, Tensor | None]) -> tuple[dict[str, Tensor], int]:
@@ -379,6 +389,14 @@ class BodyModel(nn.Module):
                 expression=p("expression"),
                 transl=p("transl_m"),
             )
+        elif self.model_type == "smpl":
+            vecs = [] if "root_rotmat" in given else [p("root_rotvec")[:, None]]
+            if "body_pose_rotmats" not in given:
+                vecs.append(p("body_pose_rotvecs"))
+            converted = roma.rotvec_to_rotmat(torch.cat(vecs, dim=1)) if vecs else None  # one call for both
+            root = given["root_rotmat"][:, None] if "root_rotmat" in given else converted[:, :1]
+            body = given["body_pose_rotmats"] if "body_pose_rotmats" in given else converted[:, -23:]
+            out = self.layer(betas=p("betas"), global_orient=root, body_pose=body, transl=p("transl_m"))
         elif self.model_type == "mano":
             hand = p("hand_pose_rotvecs") + self.layer.hand_mean.view(1, 15, 3)
             mano_pose = torch.cat([root_rotmats(), rotmats(hand)], dim=1)  # (B, 16, 3, 3)
@@ -509,15 +527,17 @@ class BodyModel(nn.Module):
 
         Raises:
             ValueError: unknown joint set, one not defined for this model type, or one needing a
-                regressor file that was not found (e.g. ``J_regressor_h36m_smplx.npy`` for ``h36m_17``).
+                regressor file that was not found (e.g. ``J_regressor_h36m_smplx.npy`` for ``h36m_17`` on
+                SMPL-X, ``J_regressor_h36m_correct.npy`` on SMPL).
         """
         jset = get_joint_set(joint_set)
         recipe = jset.recipe(self.model_type)
         needed = {src.regressor for entry in recipe for src in entry if src.kind == "regressor"}
         missing = sorted(n for n in needed if n not in self._regressor_names)
         if missing:
+            names = _H36M_REGRESSOR_FILENAMES.get(self.model_type, (H36M_REGRESSOR_FILENAME,))
             raise ValueError(
-                f"joint set {joint_set} needs {H36M_REGRESSOR_FILENAME} next to the model file "
+                f"joint set {joint_set} needs {' or '.join(names)} next to the model file "
                 f"{self.model_file}, which was not found"
             )
         return gather_joints(output.joints, output.vertices, recipe, self.regressors)
@@ -544,8 +564,14 @@ _REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
                              "lmk_bary_coords", "dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords"),
     "mano": _BASE_FIELDS + ("hands_components", "hands_mean"),
     "flame": _BASE_FIELDS,
+    "smpl": _BASE_FIELDS,
 }
-_MODEL_LABELS = {"smplx": "SMPL-X", "mano": "MANO", "flame": "FLAME"}
+_MODEL_LABELS = {"smplx": "SMPL-X", "mano": "MANO", "flame": "FLAME", "smpl": "SMPL"}
+# Human3.6M regressor files looked for next to the model file, in order (model types without one: absent)
+_H36M_REGRESSOR_FILENAMES: dict[str, tuple[str, ...]] = {
+    "smplx": (H36M_REGRESSOR_FILENAME,),
+    "smpl": SMPL_H36M_REGRESSOR_FILENAMES,
+}
 _FLAME_EMBEDDING_FIELDS = ("lmk_face_idx", "lmk_b_coords")
 
 
@@ -602,6 +628,20 @@ def _numeric_npz(path: Path, cache_dir: Path, name: str) -> Path:
     np.savez(buffer, **numeric)
     atomic_write_bytes(out, buffer.getvalue())
     return out
+
+
+def _h36m_regressor(model_file: Path, model_type: str, num_vertices: int) -> np.ndarray | None:
+    """The ``(17, num_vertices)`` Human3.6M regressor next to ``model_file`` (first name found of
+    ``_H36M_REGRESSOR_FILENAMES[model_type]``), or ``None`` when there is none."""
+    for name in _H36M_REGRESSOR_FILENAMES.get(model_type, ()):
+        reg_file = _paths.companion_file(model_file, name)
+        if reg_file is None:
+            continue
+        matrix = np.load(reg_file, allow_pickle=False)
+        if matrix.ndim != 2 or matrix.shape[1] != num_vertices:
+            raise ValueError(f"{reg_file}: regressor has shape {matrix.shape}, expected (17, {num_vertices})")
+        return matrix
+    return None
 
 
 def _as_npz(path: Path, cache_dir: Path, name: str) -> Path:
@@ -687,7 +727,7 @@ def _mano_left_shapedirs_fix(layer: nn.Module, right_file: Path | None, cache_di
 
 
 def load_body_model(
-    model_type: Literal["smplx", "mano", "flame"],
+    model_type: Literal["smplx", "mano", "flame", "smpl"],
     *,
     gender: Literal["neutral", "male", "female"] = "neutral",
     is_rhand: bool = True,
@@ -699,17 +739,17 @@ def load_body_model(
     flat_hand_mean: bool = False,
     config: ModelSearchConfig | None = None,
 ) -> BodyModel:
-    """Load SMPL-X, MANO or FLAME as a :class:`BodyModel`.
+    """Load SMPL-X, SMPL, MANO or FLAME as a :class:`BodyModel`.
 
     Args:
-        model_type: ``'smplx'``, ``'mano'`` or ``'flame'``.
+        model_type: ``'smplx'``, ``'mano'``, ``'flame'`` or ``'smpl'``.
         gender: ``'neutral'``, ``'male'`` or ``'female'`` (ignored by MANO).
         is_rhand: MANO right (True) or left hand.
         model_dir: directory or file; overrides ``config.model_dir`` (see :mod:`.paths` for the lookup).
         device: where the buffers live.
         dtype: ``torch.float32`` or ``torch.float64``.
-        num_betas: shape coefficients (<= what the file has: 10 for SMPL-X v1.0 / MANO, 300 for v1.1).
-        num_expression_coeffs: expression coefficients (SMPL-X, FLAME).
+        num_betas: shape coefficients (<= what the file has: 10 for SMPL-X v1.0 / MANO / SMPL, 300 for v1.1).
+        num_expression_coeffs: expression coefficients (SMPL-X, FLAME; ignored by SMPL and MANO).
         flat_hand_mean: False (default) = hand poses are relative to the file's mean hand pose, as
             ``smplx.create`` and the released NeuralAnnot parameters; True = relative to a flat hand.
         config: lookup and cache settings.
@@ -752,14 +792,19 @@ def load_body_model(
                     use_face_contour=True,
                     dtype=dtype,
                 )
-                reg_file = _paths.companion_file(resolved.path, H36M_REGRESSOR_FILENAME)
-                if reg_file is not None:
-                    matrix = np.load(reg_file, allow_pickle=False)
-                    if matrix.ndim != 2 or matrix.shape[1] != layer.v_template.shape[0]:
-                        raise ValueError(
-                            f"{reg_file}: regressor has shape {matrix.shape}, expected (17, {layer.v_template.shape[0]})"
-                        )
-                    regressors["h36m"] = matrix
+                layer_path = standin_probe = npz
+            elif model_type == "smpl":
+                from smplx.utils import Struct
+
+                npz = _as_npz(resolved.path, cache_dir, f"SMPL_{gender.upper()}")
+                _check_model_fields(npz, model_type, resolved.path)
+                with np.load(npz, allow_pickle=False) as arrays:
+                    fields = {k: arrays[k] for k in _REQUIRED_FIELDS["smpl"]}
+                layer = smplx.SMPLLayer(model_path=str(npz), data_struct=Struct(**fields), gender=gender,
+                                        num_betas=num_betas, dtype=dtype)
+                if fields["J_regressor"].shape[0] != 24:  # an SMPL+H / SMPL-X file would fail later, in lbs
+                    raise ValueError(f"{resolved.path}: not a usable SMPL model file: J_regressor has "
+                                     f"{fields['J_regressor'].shape[0]} joints, SMPL has 24 (an SMPL+H or SMPL-X file?)")
                 layer_path = standin_probe = npz
             elif model_type == "mano":
                 side = "RIGHT" if is_rhand else "LEFT"
@@ -794,6 +839,10 @@ def load_body_model(
                 )
                 layer_path = flame_dir
                 standin_probe = flame_dir / f"FLAME_{gender.upper()}.npz"
+        if model_type in _H36M_REGRESSOR_FILENAMES:
+            matrix = _h36m_regressor(resolved.path, model_type, int(layer.v_template.shape[0]))
+            if matrix is not None:
+                regressors["h36m"] = matrix
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, KeyError, IsADirectoryError, PermissionError) as exc:
         # a corrupt / truncated / foreign model file (np.load and smplx raise these bare): one line naming it
         raise ValueError(f"{resolved.path}: cannot load the {model_type.upper()} model file: "
@@ -803,7 +852,7 @@ def load_body_model(
         raise ValueError(
             f"{resolved.path}: the model has {layer.num_betas} shape coefficients, num_betas={num_betas} requested"
         )
-    if model_type != "mano" and layer.num_expression_coeffs != num_expression_coeffs:
+    if model_type in ("smplx", "flame") and layer.num_expression_coeffs != num_expression_coeffs:
         raise ValueError(
             f"{resolved.path}: the model has {layer.num_expression_coeffs} expression coefficients, "
             f"num_expression_coeffs={num_expression_coeffs} requested"

@@ -1,6 +1,6 @@
 """Where the licensed body-model files are found.
 
-SMPL-X, MANO and FLAME files are licensed by the Max Planck Institute and are never shipped with
+SMPL-X, SMPL, MANO and FLAME files are licensed by the Max Planck Institute and are never shipped with
 neuralannot. :func:`find_model_file` looks for them in this order (first hit wins):
 
 1. the explicit argument (``ModelSearchConfig.model_dir``): a directory or a file;
@@ -9,7 +9,7 @@ neuralannot. :func:`find_model_file` looks for them in this order (first hit win
 4. the deterministic *stand-in* (random arrays in the official formats, see
    :mod:`neuralannot_cli.body.standin`), generated on demand into
    ``platformdirs.user_cache_dir("neuralannot")/standin/<generator hash>``. Its use is announced once per process on
-   stderr: results computed with it are NOT real SMPL-X/MANO/FLAME results.
+   stderr: results computed with it are NOT real SMPL-X/SMPL/MANO/FLAME results.
 
 An explicit argument or environment variable that points at a directory lacking the file is an error
 (``FileNotFoundError`` naming the expected file, the environment variable and the registration site):
@@ -20,20 +20,28 @@ Accepted layouts inside a model directory ``DIR`` (``X`` = ``NEUTRAL``, ``MALE``
     DIR/smplx/SMPLX_X.npz  or .pkl      DIR/SMPLX_X.npz  or .pkl
         (neutral only, after those: SMPLX_NEUTRAL_2020.npz, the "SMPL-X 2020" download)
     DIR/smplx/J_regressor_h36m_smplx.npy (optional, next to the SMPL-X file; for the h36m_17 joint set)
+    DIR/smpl/SMPL_X.pkl  or .npz      DIR/SMPL_X.pkl ...  (smplx's layout)
+        (the released names also accepted: basicmodel_{neutral,m,f}_lbs_10_207_0_v1.1.0.pkl of SMPL 1.1.0,
+        basicmodel_m_lbs_10_207_0_v1.0.0.pkl / basicModel_f_lbs_10_207_0_v1.0.0.pkl of SMPL 1.0.0 and the
+        SMPLify neutral basicModel_neutral_lbs_10_207_0_v1.0.0.pkl; for 1.0.0 either case of "basicModel")
+    DIR/smpl/J_regressor_h36m_correct.npy or J_regressor_h36m.npy (optional, next to the SMPL file; h36m_17)
     DIR/mano/MANO_RIGHT.pkl (LEFT)  or .npz      DIR/MANO_RIGHT.pkl ...
     DIR/flame/FLAME_X.pkl  or .npz      DIR/FLAME_X.pkl ...
         (FLAME 2020 names also accepted: generic_model.pkl = NEUTRAL, male_model.pkl, female_model.pkl)
     DIR/flame/flame_static_embedding.pkl, DIR/flame/flame_dynamic_embedding.npy (next to the FLAME file)
 
 and, searched last, the folders the downloads unpack to: DIR/models/smplx/ (``models_smplx_v1_1``),
-DIR/models/ and DIR/mano/models/ (``mano_v1_2``), DIR/FLAME2020/ and DIR/flame/FLAME2020/.
+DIR/smpl/models/ and DIR/models/ (``SMPL_python_v.1.1.0``), DIR/models/ and DIR/mano/models/ (``mano_v1_2``),
+DIR/FLAME2020/ and DIR/flame/FLAME2020/.
 
-Registration sites: https://smpl-x.is.tue.mpg.de, https://mano.is.tue.mpg.de, https://flame.is.tue.mpg.de.
+Registration sites: https://smpl-x.is.tue.mpg.de, https://smpl.is.tue.mpg.de, https://mano.is.tue.mpg.de,
+https://flame.is.tue.mpg.de.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -43,19 +51,22 @@ from pathlib import Path
 from typing import Literal
 
 
-ModelType = Literal["smplx", "mano", "flame"]
+ModelType = Literal["smplx", "mano", "flame", "smpl"]
 Gender = Literal["neutral", "male", "female"]
 Source = Literal["argument", "env", "user_dir", "standin"]
 
 ENV_VAR = "NEURALANNOT_BODY_MODELS"
-MODEL_TYPES: tuple[str, ...] = ("smplx", "mano", "flame")
+MODEL_TYPES: tuple[str, ...] = ("smplx", "mano", "flame", "smpl")
 GENDERS: tuple[str, ...] = ("neutral", "male", "female")
 REGISTRATION_URLS: dict[str, str] = {
     "smplx": "https://smpl-x.is.tue.mpg.de",
     "mano": "https://mano.is.tue.mpg.de",
     "flame": "https://flame.is.tue.mpg.de",
+    "smpl": "https://smpl.is.tue.mpg.de",
 }
 H36M_REGRESSOR_FILENAME = "J_regressor_h36m_smplx.npy"
+# Human3.6M regressors on SMPL meshes, in order of preference: I2L-MeshNet / Pose2Mesh's name, then SPIN's
+SMPL_H36M_REGRESSOR_FILENAMES: tuple[str, ...] = ("J_regressor_h36m_correct.npy", "J_regressor_h36m.npy")
 FLAME_STATIC_EMBEDDING_FILENAME = "flame_static_embedding.pkl"
 FLAME_DYNAMIC_EMBEDDING_FILENAME = "flame_dynamic_embedding.npy"
 # Key that every stand-in file carries (same value as standin.STANDIN_MARKER_KEY; duplicated here so
@@ -66,7 +77,18 @@ _FLAME_2020_NAMES = {"neutral": "generic_model", "male": "male_model", "female":
 # Where the downloads unpack to, below the folder a user is likely to point at (searched last):
 # models_smplx_v1_1/models/smplx/, mano_v1_2/models/, FLAME2020/
 _UNZIPPED = {"smplx": ("models/smplx/",), "mano": ("models/", "mano/models/"),
-             "flame": ("FLAME2020/", "flame/FLAME2020/")}
+             "flame": ("FLAME2020/", "flame/FLAME2020/"), "smpl": ("smpl/models/", "models/")}
+# SMPL's released file names: SMPL 1.1.0 (SMPL_python_v.1.1.0.zip, all three genders), SMPL 1.0.0 (male, female)
+# and the SMPLify neutral model (1.0.0). The 1.0.0 names mix "basicModel" and "basicmodel"; both are accepted.
+_SMPL_RELEASE_NAMES = {
+    "neutral": ("basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl", "basicModel_neutral_lbs_10_207_0_v1.0.0.pkl",
+                "basicmodel_neutral_lbs_10_207_0_v1.0.0.pkl"),
+    "male": ("basicmodel_m_lbs_10_207_0_v1.1.0.pkl", "basicmodel_m_lbs_10_207_0_v1.0.0.pkl",
+             "basicModel_m_lbs_10_207_0_v1.0.0.pkl"),
+    "female": ("basicmodel_f_lbs_10_207_0_v1.1.0.pkl", "basicModel_f_lbs_10_207_0_v1.0.0.pkl",
+               "basicmodel_f_lbs_10_207_0_v1.0.0.pkl"),
+}
+_SMPL_RELEASE_GENDER = re.compile(r"basicmodel_(neutral|m|f)_lbs", re.IGNORECASE)
 # "SMPL-X 2020" (neutral only, 300 shape + FLAME-2020's 100 expression components), a download of its own
 _SMPLX_2020_NEUTRAL = "SMPLX_NEUTRAL_2020.npz"
 
@@ -143,6 +165,8 @@ def expected_filenames(model_type: str, *, gender: str = "neutral", is_rhand: bo
     if model_type == "smplx":
         stem, sub, exts = f"SMPLX_{gender.upper()}", "smplx", ("npz", "pkl")
         stems = (stem,)
+    elif model_type == "smpl":
+        stems, sub, exts = (f"SMPL_{gender.upper()}",), "smpl", ("pkl", "npz")
     elif model_type == "mano":
         stems, sub, exts = (f"MANO_{'RIGHT' if is_rhand else 'LEFT'}",), "mano", ("pkl", "npz")
     else:
@@ -154,6 +178,8 @@ def expected_filenames(model_type: str, *, gender: str = "neutral", is_rhand: bo
                 names.append(f"{prefix}{stem}.{ext}")
         if model_type == "smplx" and gender == "neutral":
             names.append(f"{prefix}{_SMPLX_2020_NEUTRAL}")  # separate download, neutral only
+        if model_type == "smpl":
+            names += [f"{prefix}{name}" for name in _SMPL_RELEASE_NAMES[gender]]
     return tuple(names)
 
 
@@ -188,8 +214,11 @@ def _check_explicit(path: Path, names: tuple[str, ...], model_type: str, where: 
 
 
 def _named_gender(name: str) -> str | None:
-    """The gender a model file's name states (``SMPLX_FEMALE.npz``, ``male_model.pkl``, ``generic_model.pkl``), or
-    ``None`` when the name says none."""
+    """The gender a model file's name states (``SMPLX_FEMALE.npz``, ``male_model.pkl``, ``generic_model.pkl``,
+    SMPL's ``basicmodel_f_lbs_10_207_0_v1.1.0.pkl``), or ``None`` when the name says none."""
+    release = _SMPL_RELEASE_GENDER.match(name)
+    if release is not None:
+        return {"neutral": "neutral", "m": "male", "f": "female"}[release.group(1).lower()]
     upper = name.upper()
     if "FEMALE" in upper:
         return "female"
@@ -203,7 +232,7 @@ def _named_gender(name: str) -> str | None:
 def _check_file_name(path: Path, model_type: str, gender: str, is_rhand: bool) -> Path:
     """An explicitly given file must be what was asked for, as far as its name says: a MANO file of the requested
     hand (``smplx.MANO`` also reads the side from the file name; ``MANO_LEFT.pkl`` loaded as a right hand would
-    silently give a mirrored hand), an SMPL-X / FLAME file of the requested gender (``SMPLX_NEUTRAL.npz`` asked
+    silently give a mirrored hand), an SMPL-X / SMPL / FLAME file of the requested gender (``SMPLX_NEUTRAL.npz`` asked
     for as ``male`` would be labelled male in the written pseudo-GT)."""
     name = path.name
     if model_type == "mano":
@@ -285,8 +314,8 @@ def _warn_standin_once(model_type: str, name: str, user_dir: Path, used: Path) -
         f"{bar}\n"
         f"WARNING (neuralannot): no licensed {model_type.upper()} model found (looked for {name} and the "
         f"other accepted layouts: no explicit model directory, {ENV_VAR} unset, nothing in {user_dir}).\n"
-        f"Using the RANDOM STAND-IN model {used}: results are NOT real SMPL-X / MANO / FLAME results.\n"
-        f"Register at {REGISTRATION_URLS['smplx']}, {REGISTRATION_URLS['mano']}, "
+        f"Using the RANDOM STAND-IN model {used}: results are NOT real SMPL-X / SMPL / MANO / FLAME results.\n"
+        f"Register at {REGISTRATION_URLS['smplx']}, {REGISTRATION_URLS['smpl']}, {REGISTRATION_URLS['mano']}, "
         f"{REGISTRATION_URLS['flame']} and set {ENV_VAR} to the download directory.\n"
         f"(This warning is printed once per process.)\n{bar}",
         file=sys.stderr,

@@ -1,4 +1,4 @@
-"""Procedural stand-in SMPL-X / MANO / FLAME model files.
+"""Procedural stand-in SMPL-X / SMPL / MANO / FLAME model files.
 
 The licensed model files can never be shipped or downloaded in tests, so this module writes
 deterministic *stand-ins* in the identical file formats; the real `smplx` package loads and runs
@@ -12,6 +12,8 @@ Layout written by :func:`make_standin` (the layout users keep the real files in,
     smplx/J_regressor_h36m_smplx.npy           (17, 10475) Human3.6M regressor (Hand4Whole / SMPLer-X name)
     smplx/MANO_SMPLX_vertex_ids.pkl            MANO vertex -> SMPL-X vertex (nearest; many-to-one)
     smplx/SMPL-X__FLAME_vertex_ids.npy         FLAME vertex -> SMPL-X vertex (nearest; many-to-one)
+    smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl        6,890 vertices, 13,776 faces, 24 joints (plain numpy pickles)
+    smpl/J_regressor_h36m_correct.npy          (17, 6890) Human3.6M regressor (SPIN / I2L-MeshNet name)
     mano/MANO_{RIGHT,LEFT}.pkl                 778 vertices, 1,538 faces, 16 joints (plain numpy pickles)
     flame/FLAME_{NEUTRAL,MALE,FEMALE}.pkl      5,023 vertices, 9,976 faces, 5 joints
     flame/flame_static_embedding.pkl           51 iBUG landmarks (points 17..67)
@@ -37,6 +39,14 @@ Shape spaces use the SMPL-X v1.0 / FLAME-2019 "10 shape + 10 expression" layout 
 Shape component 0 changes height by ~7 cm per unit; the others change girth, shoulder width, leg
 and arm length, head size, hip width, chest depth, hand size and neck length. Expression components
 move face vertices only. Pose correctives (``posedirs``) are all zero.
+
+SMPL is the SMPL-X stand-in's body without eyeballs at SMPL's resolution, every part a closed tube and
+all 20 parts joined by connected sums into one closed, oriented genus-0 surface like SMPL's mesh
+(F = 2 V - 4). Its 24 joints are SMPL's: the 22 body joints of SMPL-X, then the left / right hand joint
+at the knuckles, which skins the fingers (the palm follows the wrist); the template is shifted up 11 cm
+(pelvis joint at y ~ -0.24, as SMPL's). ``kintree_table`` stores the root's parent as 4294967295 like
+the released files; ``posedirs`` is (6890, 3, 207) zeros; smplx's SMPL vertex joints
+(``vertex_ids['smplh']``) sit on the matching anatomical points.
 
 Hand PCA (``hands_components*``, 45 x 45, rows are components) and ``hands_mean*`` come from hand
 poses sampled with curl / spread / thumb opposition within joint limits (``seed`` picks the sample);
@@ -81,6 +91,8 @@ SMPLX_PARENTS: tuple[int, ...] = (
 )
 MANO_PARENTS: tuple[int, ...] = (-1,) + tuple(p for b in range(1, 16, 3) for p in (0, b, b + 1))
 FLAME_PARENTS: tuple[int, ...] = (-1, 0, 1, 1, 1)  # global, neck, jaw, left eye, right eye
+# Parents of the 24 SMPL joints: SMPL-X's 22 body joints, then the left / right hand under the wrists.
+SMPL_PARENTS: tuple[int, ...] = SMPLX_PARENTS[:22] + (20, 21)
 
 H36M_JOINT_NAMES: tuple[str, ...] = (
     "Pelvis", "R_Hip", "R_Knee", "R_Ankle", "L_Hip", "L_Knee", "L_Ankle", "Torso", "Neck",
@@ -106,6 +118,17 @@ _SMPLX_VERTEX_IDS = {
 _N_SMPLX_V, _N_SMPLX_F = 10475, 20908
 _N_MANO_V, _N_MANO_F = 778, 1538
 _N_FLAME_V, _N_FLAME_F = 5023, 9976
+_N_SMPL_V, _N_SMPL_F = 6890, 13776
+# smplx.vertex_ids['smplh'], the vertex joints smplx's SMPL layer appends (SMPL and SMPL+H share the topology).
+_SMPLH_VERTEX_IDS = {
+    "nose": 332, "reye": 6260, "leye": 2800, "rear": 4071, "lear": 583,
+    "rthumb": 6191, "rindex": 5782, "rmiddle": 5905, "rring": 6016, "rpinky": 6133,
+    "lthumb": 2746, "lindex": 2319, "lmiddle": 2445, "lring": 2556, "lpinky": 2673,
+    "LBigToe": 3216, "LSmallToe": 3226, "LHeel": 3387,
+    "RBigToe": 6617, "RSmallToe": 6624, "RHeel": 6787,
+}
+# The real SMPL files store the root's parent as uint32 -1 in an int64 kintree_table.
+_SMPL_ROOT_PARENT = 4294967295
 
 # Left-side SMPL-X joint -> right-side joint.
 _LEFT_TO_RIGHT = {1: 2, 4: 5, 7: 8, 10: 11, 13: 14, 16: 17, 18: 19, 20: 21, 23: 24}
@@ -703,30 +726,48 @@ def _mirror_pose(p):
 # count solving
 
 
-@functools.lru_cache(maxsize=None)
-def _smplx_counts():
-    fixed = dict(n_torso=None, n_head=56, n_eye=10, r_eye=8, n_arm=20, n_leg=24, n_foot=16,
-                 n_palm=16, n_finger=8)
-    r = dict(arm=36, leg=40, foot=20, palm=8, index=15, middle=16, pinky=13, ring=15, thumb=14)
-    sym = (2 * (fixed["n_eye"] * fixed["r_eye"] + 2) + 2 * (fixed["n_arm"] * r["arm"] + 2)
+def _solve_body_rings(fixed, r, n_vertices, target, head_rings, what):
+    """Complete a body ring layout (``fixed``: slots around each part, ``r``: rings along it) so the closed parts
+    hold exactly ``n_vertices``: the torso's slots and rings and the head's rings are searched, nearest to
+    ``target`` = (head rings, torso rings, torso slots) with the head's rings in ``head_rings``."""
+    eyes = 2 * (fixed["n_eye"] * fixed["r_eye"] + 2) if "n_eye" in fixed else 0
+    sym = (eyes + 2 * (fixed["n_arm"] * r["arm"] + 2)
            + 2 * (fixed["n_leg"] * r["leg"] + 2) + 2 * (fixed["n_foot"] * r["foot"] + 2)
            + 2 * (fixed["n_palm"] * r["palm"] + 2)
            + 2 * sum(fixed["n_finger"] * r[f] + 2 for f in _FINGERS))
-    rest = _N_SMPLX_V - sym - 4  # torso and head apexes
+    rest = n_vertices - sym - 4  # torso and head apexes
     best = None
     for nt in range(41, 64, 2):
         for rt in range(22, 40):
             left = rest - nt * rt
             if left % fixed["n_head"] == 0:
                 rh = left // fixed["n_head"]
-                cost = abs(rh - 62) + abs(rt - 30) + abs(nt - 49)
-                if 45 <= rh <= 80 and (best is None or cost < best[0]):
+                cost = abs(rh - target[0]) + abs(rt - target[1]) + abs(nt - target[2])
+                if head_rings[0] <= rh <= head_rings[1] and (best is None or cost < best[0]):
                     best = (cost, nt, rt, rh)
     if best is None:
-        raise RuntimeError("no SMPL-X stand-in ring layout hits the vertex count")
+        raise RuntimeError(f"no {what} stand-in ring layout hits the vertex count")
     fixed["n_torso"] = best[1]
     r["torso"], r["head"] = best[2], best[3]
     return fixed, r
+
+
+@functools.lru_cache(maxsize=None)
+def _smplx_counts():
+    fixed = dict(n_torso=None, n_head=56, n_eye=10, r_eye=8, n_arm=20, n_leg=24, n_foot=16,
+                 n_palm=16, n_finger=8)
+    r = dict(arm=36, leg=40, foot=20, palm=8, index=15, middle=16, pinky=13, ring=15, thumb=14)
+    return _solve_body_rings(fixed, r, _N_SMPLX_V, (62, 30, 49), (45, 80), "SMPL-X")
+
+
+@functools.lru_cache(maxsize=None)
+def _smpl_counts():
+    """Ring layout of the SMPL stand-in: the SMPL-X parts without eyeballs, at a lower resolution. Every part is a
+    closed tube and the parts are joined into one genus-0 surface (as SMPL's mesh), so F = 2 V - 4 holds by
+    construction and only the vertex count is solved for (torso and head rings)."""
+    fixed = dict(n_torso=None, n_head=48, n_arm=16, n_leg=20, n_foot=12, n_palm=12, n_finger=6)
+    r = dict(arm=30, leg=34, foot=16, palm=6, index=10, middle=11, pinky=9, ring=10, thumb=10)
+    return _solve_body_rings(fixed, r, _N_SMPL_V, (44, 30, 45), (30, 70), "SMPL")
 
 
 @functools.lru_cache(maxsize=None)
@@ -774,10 +815,13 @@ _Y_PELVIS = -0.35
 _TORSO_BREAKS = {"spine1": -0.24, "spine2": -0.11, "spine3": -0.05}
 
 
-def _smplx_parts(beta):
-    """Parts of the SMPL-X stand-in for shape coefficients beta (10,), before global scaling."""
+def _smplx_parts(beta, counts=None, eyes=True):
+    """Parts of the SMPL-X stand-in for shape coefficients beta (10,), before global scaling.
+
+    ``counts`` (``(fixed, rings)`` as :func:`_smplx_counts` returns them, the default) sets the resolution;
+    ``eyes=False`` leaves the eyeballs out (the SMPL stand-in). Weights index the 55 SMPL-X joints."""
     b = np.asarray(beta, dtype=np.float64)
-    cnt, r = _smplx_counts()
+    cnt, r = _smplx_counts() if counts is None else counts
     J = 55
     girth = 1.0 + 0.12 * b[1]
     parts = []
@@ -806,9 +850,11 @@ def _smplx_parts(beta):
 
     head = _head_part("head", r["head"], cnt["n_head"], 0.10, False, head_w, J)
     parts.append(head)
-    eye_c = _head_point(_HEAD["phi_eye"], _HEAD["y_eye"]) - np.array([0.0, 0.0, 0.0105])
-    leye = _sphere_part("leye", eye_c, 0.0125, cnt["r_eye"], cnt["n_eye"], 23, J)
-    parts.append(leye)
+    leye = None
+    if eyes:
+        eye_c = _head_point(_HEAD["phi_eye"], _HEAD["y_eye"]) - np.array([0.0, 0.0, 0.0105])
+        leye = _sphere_part("leye", eye_c, 0.0125, cnt["r_eye"], cnt["n_eye"], 23, J)
+        parts.append(leye)
     # left arm
     C = np.array([0.075 + 0.005 * b[2], 0.075, -0.01])
     S = np.array([0.178 + 0.02 * b[2], 0.095, -0.015])
@@ -850,7 +896,7 @@ def _smplx_parts(beta):
     parts += hand
     # right side by mirroring
     mirrored = [_mirror_part(p, "r" + p.name[1:], _LEFT_TO_RIGHT)
-                for p in [leye, arm, leg, foot] + hand]
+                for p in [leye, arm, leg, foot] + hand if p is not None]
     parts += mirrored
     # neck / head length and head size: move head part vertices
     shift = 0.015 * b[9]
@@ -890,16 +936,33 @@ def _smplx_mesh(beta, plan=None):
     else:
         _apply_plan(mesh, plan)
     mesh.plan = plan
+    return _scale_height(mesh, beta)
+
+
+def _scale_height(mesh, beta):
+    """Shape component 0: the whole body scaled about the pelvis (height)."""
     scale = 1.0 + 0.041 * float(np.asarray(beta)[0])
     piv = np.array([0.0, _Y_PELVIS, 0.0])
     mesh.verts = piv + (mesh.verts - piv) * scale
     return mesh
 
 
-def _smplx_regressors(mesh):
+def _shape_dirs(mesh_fn, base, plan, v0):
+    """(V, 3, 10) shape directions of ``mesh_fn(beta, plan).verts`` at ``base`` by forward differences."""
+    eps = 1e-3
+    shapedirs = np.zeros((len(v0), 3, 10))
+    for k in range(10):
+        bk = base.copy()
+        bk[k] += eps
+        shapedirs[:, :, k] = (mesh_fn(bk, plan).verts - v0) / eps
+    return shapedirs
+
+
+def _body_joint_rows(mesh, n_joints):
+    """(n_joints, V) regressor with rows 0..21 filled: the body joints SMPL-X and SMPL share (same indices)."""
     n = mesh.n_verts
     P = mesh.parts
-    rows = np.zeros((55, n))
+    rows = np.zeros((n_joints, n))
     torso, head = P["torso"], P["head"]
     rows[0] = torso.row_at(_Y_PELVIS, n)
     rows[3] = torso.row_at(_TORSO_BREAKS["spine1"], n)
@@ -907,22 +970,36 @@ def _smplx_regressors(mesh):
     rows[9] = torso.row_at(_TORSO_BREAKS["spine3"], n)
     rows[12] = head.row_at(_Y_NECK, n)
     rows[15] = head.row_at(_Y_HEAD_J, n)
-    rows[22] = head.row_at(_Y_JAW, n)
-    for side, js in (("l", dict(hip=1, knee=4, ankle=7, foot=10, collar=13, shoulder=16, elbow=18,
-                                wrist=20, eye=23, off=0)),
-                     ("r", dict(hip=2, knee=5, ankle=8, foot=11, collar=14, shoulder=17, elbow=19,
-                                wrist=21, eye=24, off=15))):
+    for side, js in (("l", dict(hip=1, knee=4, ankle=7, foot=10, collar=13, shoulder=16, elbow=18, wrist=20)),
+                     ("r", dict(hip=2, knee=5, ankle=8, foot=11, collar=14, shoulder=17, elbow=19, wrist=21))):
         leg, arm, foot = P[side + "leg"], P[side + "arm"], P[side + "foot"]
         for name, k in (("hip", 1), ("knee", 2), ("ankle", 3)):
             rows[js[name]] = leg.row_at(leg.extra["key_s"][k], n)
         rows[js["foot"]] = foot.row_at(foot.extra["key_s"][2], n)
         for name, k in (("collar", 1), ("shoulder", 2), ("elbow", 3), ("wrist", 4)):
             rows[js[name]] = arm.row_at(arm.extra["key_s"][k], n)
-        rows[js["eye"], mesh.part_vertex_ids(side + "eye")] = 1.0 / P[side + "eye"].n_verts
+    return rows
+
+
+def _smplx_regressors(mesh):
+    n = mesh.n_verts
+    P = mesh.parts
+    rows = _body_joint_rows(mesh, 55)
+    rows[22] = P["head"].row_at(_Y_JAW, n)
+    for side, eye, off in (("l", 23, 0), ("r", 24, 15)):
+        rows[eye, mesh.part_vertex_ids(side + "eye")] = 1.0 / P[side + "eye"].n_verts
         for i, f in enumerate(_FINGERS):
             fp = P[side + f]
             for k in range(3):
-                rows[25 + js["off"] + 3 * i + k] = fp.row_at(fp.extra["key_s"][k + 1], n)
+                rows[25 + off + 3 * i + k] = fp.row_at(fp.extra["key_s"][k + 1], n)
+    return rows, _h36m_rows(mesh)
+
+
+def _h36m_rows(mesh):
+    """(17, V) Human3.6M regressor rows on the stand-in body (SMPL-X and SMPL share the parts)."""
+    n = mesh.n_verts
+    P = mesh.parts
+    torso, head = P["torso"], P["head"]
     h36m = np.zeros((17, n))
     for side, o in (("r", 1), ("l", 4)):
         leg = P[side + "leg"]
@@ -937,7 +1014,7 @@ def _smplx_regressors(mesh):
     h36m[8] = torso.row_at(0.09, n)
     h36m[9] = head.row_at(0.29, n)
     h36m[10, head.end_apex_id()] = 1.0
-    return rows, h36m
+    return h36m
 
 
 def _permutation(n, pairs):
@@ -967,14 +1044,20 @@ def _base_head_verts(mesh):
 
 
 def _smplx_fixed_vertices(mesh):
-    """Current vertex index for each name of smplx.vertex_ids['smplx']."""
+    """Current vertex index for each name of smplx.vertex_ids['smplx'] (the same names as
+    vertex_ids['smplh'], which SMPL uses); without eyeballs the eyes are the head vertices at the pupils."""
     v, P = mesh.verts, mesh.parts
     vb = _base_head_verts(mesh)
     head = P["head"]
     head_ids = head.offset + np.arange(head.n_rings * head.n_around)
+    if "leye" in P:
+        eyes = {"leye": P["leye"].end_apex_id(), "reye": P["reye"].end_apex_id()}
+    else:
+        eyes = {k: _nearest(vb, head_ids, _head_point(sign * _HEAD["phi_eye"], _HEAD["y_eye"]) + [0, 0, 0.01])
+                for k, sign in (("leye", 1.0), ("reye", -1.0))}
     sel = {
         "nose": _nearest(vb, head_ids, _head_point(0.0, 0.288) + [0, 0, 0.01]),
-        "leye": P["leye"].end_apex_id(), "reye": P["reye"].end_apex_id(),
+        **eyes,
         "lear": _nearest(vb, head_ids, _head_point(np.pi / 2, 0.30) + [0.01, 0, 0]),
         "rear": _nearest(vb, head_ids, _head_point(-np.pi / 2, 0.30) - [0.01, 0, 0]),
     }
@@ -1056,12 +1139,8 @@ def _build_smplx(gender, layout):
     base = _GENDER_BETAS[gender]
     plan, order = layout["plan"], layout["order"]
     v0 = _smplx_mesh(base, plan).verts
-    eps = 1e-3
     shapedirs = np.zeros((len(v0), 3, 20))
-    for k in range(10):
-        bk = base.copy()
-        bk[k] += eps
-        shapedirs[:, :, k] = (_smplx_mesh(bk, plan).verts - v0) / eps
+    shapedirs[:, :, :10] = _shape_dirs(_smplx_mesh, base, plan, v0)
     shapedirs[layout["hid"], :, 10:] = layout["expr"]
     data = {"v_template": v0[order].astype(np.float32),
             "shapedirs": shapedirs[order].astype(np.float32)}
@@ -1074,6 +1153,102 @@ def _check_counts(what, data, nv, nf):
     if data["v_template"].shape != (nv, 3) or data["f"].shape != (nf, 3):
         raise RuntimeError(f"{what} stand-in counts wrong: {data['v_template'].shape} "
                            f"{data['f'].shape}")
+
+
+# ----------------------------------------------------------------------------------------------
+# SMPL: the SMPL-X stand-in's body without eyeballs, at SMPL's resolution, joined into one closed surface
+
+
+_SMPL_OFFSET = np.array([0.0, 0.11, 0.0])  # SMPL's template sits higher than SMPL-X's: pelvis joint y ~ -0.24
+
+
+def _smpl_joint_map():
+    """(55, 24) 0/1 matrix taking SMPL-X skinning weights to SMPL's joints: the 22 body joints stay, jaw and eyes go
+    to the head, each hand's 15 finger joints to SMPL's hand joint (22 left, 23 right)."""
+    m = np.zeros((55, 24))
+    m[np.arange(22), np.arange(22)] = 1.0
+    m[22:25, 15] = 1.0
+    m[25:40, 22] = 1.0
+    m[40:55, 23] = 1.0
+    return m
+
+
+def _smpl_mesh(beta, plan=None):
+    """SMPL stand-in mesh for shape coefficients beta; plan (connected sums) fixes the topology.
+
+    Beyond the SMPL-X plan (hands, arm-palm, leg-foot) the hidden proximal caps of the arms and legs join
+    torso faces inside the shoulders and hips and the head's hidden bottom cap joins the torso's top cap:
+    20 closed parts, 19 connected sums, one closed genus-0 surface."""
+    mesh = _Mesh(_smplx_parts(beta, counts=_smpl_counts(), eyes=False), 55)
+    if plan is None:
+        pairs = []
+        for s, sx in (("l", 1.0), ("r", -1.0)):
+            arm, palm, leg = mesh.parts[s + "arm"], mesh.parts[s + "palm"], mesh.parts[s + "leg"]
+            pairs += _hand_plan(mesh, s, palm.extra["start_faces"][palm.n_around // 2])
+            pairs.append((int(arm.extra["end_faces"][0]), int(palm.extra["start_faces"][0])))
+            mesh.connect(*pairs[-1])
+            ankle = leg.rings[leg.extra["key_ring"][3]].mean(0)
+            pairs.append((int(leg.extra["end_faces"][0]), mesh.nearest_face(s + "foot", ankle)))
+            mesh.connect(*pairs[-1])
+            pairs.append((int(arm.extra["start_faces"][0]), mesh.nearest_face("torso", [sx * 0.15, 0.08, 0.0])))
+            mesh.connect(*pairs[-1])
+            pairs.append((int(leg.extra["start_faces"][0]), mesh.nearest_face("torso", [sx * 0.08, -0.46, 0.0])))
+            mesh.connect(*pairs[-1])
+        head, torso = mesh.parts["head"], mesh.parts["torso"]
+        pairs.append((int(head.extra["start_faces"][0]), int(torso.extra["end_faces"][0])))
+        mesh.connect(*pairs[-1])
+        plan = (pairs, [])
+    else:
+        _apply_plan(mesh, plan)
+    mesh.plan = plan
+    return _scale_height(mesh, beta)
+
+
+def _smpl_layout():
+    """Everything shared by the three SMPL genders: topology, vertex order, skinning, regressors."""
+    mesh = _smpl_mesh(np.zeros(10))
+    n = mesh.n_verts
+    head = mesh.parts["head"]
+    weights = mesh.weights.copy()
+    weights[mesh.part_vertex_ids("head")] = head.extra["vertex_weights"]
+    weights = weights @ _smpl_joint_map()
+    weights /= weights.sum(1, keepdims=True)
+    rows = _body_joint_rows(mesh, 24)
+    for side, hand in (("l", 22), ("r", 23)):
+        palm = mesh.parts[side + "palm"]
+        rows[hand] = palm.row_at(palm.extra["key_s"][3], n)  # SMPL's hand joint: at the knuckles
+    sel = _smplx_fixed_vertices(mesh)
+    order = _permutation(n, [(_SMPLH_VERTEX_IDS[k], sel[k]) for k in _SMPLH_VERTEX_IDS])
+    inv = np.empty_like(order)
+    inv[order] = np.arange(n)
+    return dict(
+        plan=mesh.plan, order=order,
+        shared={
+            "f": inv[mesh.final_faces()].astype(np.uint32),
+            "posedirs": np.zeros((n, 3, 207), dtype=np.float32),
+            "J_regressor": rows[:, order].astype(np.float32),
+            "weights": weights[order].astype(np.float32),
+            "kintree_table": np.stack([np.array((_SMPL_ROOT_PARENT,) + SMPL_PARENTS[1:]), np.arange(24)]).astype(
+                np.int64),
+            "bs_style": "lbs",
+            "bs_type": "lrotmin",
+            STANDIN_MARKER_KEY: np.array(_MARKER_VALUE),
+        },
+        h36m=_h36m_rows(mesh)[:, order].astype(np.float32),
+    )
+
+
+def _build_smpl(gender, layout):
+    base = _GENDER_BETAS[gender]
+    plan, order = layout["plan"], layout["order"]
+    v0 = _smpl_mesh(base, plan).verts
+    shapedirs = _shape_dirs(_smpl_mesh, base, plan, v0)
+    v = (v0 + _SMPL_OFFSET)[order]
+    data = {"v_template": v.astype(np.float32), "shapedirs": shapedirs[order].astype(np.float32)}
+    data.update(layout["shared"])
+    data["J"] = (data["J_regressor"].astype(np.float64) @ v).astype(np.float32)
+    _check_counts("SMPL", data, _N_SMPL_V, _N_SMPL_F)
+    return data
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1348,6 +1523,7 @@ def make_standin(out_dir: str | Path, *, seed: int = 0) -> dict[str, Path]:
     Files are written atomically (temporary file, then ``os.replace``) and are byte-identical for
     the same ``seed`` on the same platform. ``seed`` drives the sampled hand poses behind the hand
     PCA. Logical names: ``smplx_neutral``, ``smplx_male``, ``smplx_female``, ``smplx_h36m_regressor``,
+    ``smpl_neutral``, ``smpl_male``, ``smpl_female``, ``smpl_h36m_regressor``,
     ``mano_right``, ``mano_left``, ``flame_neutral``, ``flame_male``, ``flame_female``,
     ``flame_static_embedding``, ``flame_dynamic_embedding``, ``smplx_mano_vertex_ids``
     (``smplx/MANO_SMPLX_vertex_ids.pkl``: ``{"left_hand", "right_hand"}`` -> (778,) SMPL-X vertex ids)
@@ -1369,6 +1545,15 @@ def make_standin(out_dir: str | Path, *, seed: int = 0) -> dict[str, Path]:
     p = root / "smplx" / "J_regressor_h36m_smplx.npy"
     _atomic_write(p, _npy_bytes(h36m))
     out["smplx_h36m_regressor"] = p
+
+    smpl_layout = _smpl_layout()
+    for gender in ("neutral", "male", "female"):
+        p = root / "smpl" / f"SMPL_{gender.upper()}.pkl"
+        _atomic_write(p, _pkl_bytes(_build_smpl(gender, smpl_layout)))
+        out[f"smpl_{gender}"] = p
+    p = root / "smpl" / "J_regressor_h36m_correct.npy"
+    _atomic_write(p, _npy_bytes(smpl_layout["h36m"]))
+    out["smpl_h36m_regressor"] = p
 
     left, _ = _build_mano_left(seed)
     right = _mirror_mano(left)

@@ -20,6 +20,9 @@ _CHECKED = (
     ("smplx", "neutral", True),
     ("smplx", "male", True),
     ("smplx", "female", True),
+    ("smpl", "neutral", True),
+    ("smpl", "male", True),
+    ("smpl", "female", True),
     ("mano", "neutral", True),
     ("mano", "neutral", False),
     ("flame", "neutral", True),
@@ -31,7 +34,7 @@ def make_standin_cmd(
     out_dir: Annotated[Path, typer.Argument(help="Directory to write the stand-in model files into.")],
     seed: Annotated[int, typer.Option(help="Seed of the procedural generator (same seed, same bytes).")] = 0,
 ) -> None:
-    """Write deterministic stand-in SMPL-X / MANO / FLAME files in the official formats.
+    """Write deterministic stand-in SMPL-X / SMPL / MANO / FLAME files in the official formats.
 
     They let the real smplx code run without the licensed files; they are NOT a human body model.
 
@@ -52,9 +55,9 @@ def make_standin_cmd(
                       f"{Path(path).stat().st_size / 1e6:.1f} MB")
     console.print(table)
     console.print(
-        "[bold yellow]These are STAND-IN models (procedural, not SMPL-X/MANO/FLAME).[/] Use them for tests and "
-        "the demo only; get the real files from https://smpl-x.is.tue.mpg.de, https://mano.is.tue.mpg.de, "
-        "https://flame.is.tue.mpg.de."
+        "[bold yellow]These are STAND-IN models (procedural, not SMPL-X/SMPL/MANO/FLAME).[/] Use them for tests "
+        "and the demo only; get the real files from https://smpl-x.is.tue.mpg.de, https://smpl.is.tue.mpg.de, "
+        "https://mano.is.tue.mpg.de, https://flame.is.tue.mpg.de."
     )
 
 
@@ -96,7 +99,7 @@ def check_cmd(
     first_problem, first_missing = "", True  # the error line names a broken file before a missing one
     any_standin = False
     for model_type, gender, is_rhand in _CHECKED:
-        label = model_type if model_type != "smplx" else f"smplx ({gender})"
+        label = model_type if model_type not in ("smplx", "smpl") else f"{model_type} ({gender})"
         if model_type == "mano":
             label = f"mano ({'right' if is_rhand else 'left'})"
         try:
@@ -129,7 +132,7 @@ def check_cmd(
     console.print(f"lookup order: --model-dir, ${ENV_VAR}, {config.resolved_user_dir()}, stand-in")
     if any_standin:
         console.print(
-            "[bold yellow]WARNING: stand-in models in use — results are NOT real SMPL-X/MANO/FLAME results.[/]"
+            "[bold yellow]WARNING: stand-in models in use — results are NOT real SMPL-X/SMPL/MANO/FLAME results.[/]"
         )
     if problems:
         fail(f"{problems} model file(s) missing or failed to load (see the table); first: {first_problem}")
