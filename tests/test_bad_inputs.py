@@ -139,7 +139,7 @@ def test_bad_input_cli(case, tmp_path, standin_dir, monkeypatch):
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c["id"]) for c in CASES if c["loader"] is not None])
 def test_bad_input_loader(case):
-    """Formats no command reads yet (3DPW): the loader raises a one-line DatasetFormatError / FileNotFoundError."""
+    """Cases checked at the loader (3DPW): it raises a one-line DatasetFormatError / FileNotFoundError."""
     from neuralannot_cli.data.loaders import load_dataset
     from neuralannot_cli.data.record import DatasetFormatError
 

@@ -32,7 +32,12 @@ def _load(summary) -> list:
         opts["subjects"] = (1, 5, 6, 7, 8)
     elif summary.kind != "mpi3dhp":
         opts["split"] = summary.split
-    return load_dataset(LOADER_KIND[summary.kind], summary.out_dir, **opts)
+    samples = load_dataset(LOADER_KIND[summary.kind], summary.out_dir, **opts)
+    if summary.kind == "3dpw":  # GT 3D joints (and their projections) from the GT SMPL parameters
+        from neuralannot_cli.data.pw3d_joints import with_gt_joints
+
+        samples = with_gt_joints(samples, model_dir=summary.model_file.parent.parent)
+    return samples
 
 
 def _hidden(summary) -> dict:
@@ -49,7 +54,9 @@ def models64(standin_dir):
 
     kw = dict(model_dir=standin_dir, dtype=torch.float64)
     return {"smplx": load_body_model("smplx", **kw), "right": load_body_model("mano", is_rhand=True, **kw),
-            "left": load_body_model("mano", is_rhand=False, **kw)}
+            "left": load_body_model("mano", is_rhand=False, **kw),
+            "smpl_male": load_body_model("smpl", gender="male", **kw),
+            "smpl_female": load_body_model("smpl", gender="female", **kw)}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +69,8 @@ def _recompute_mm(models64, entry: dict, which: str = "params_cam") -> np.ndarra
     """Joints (mm) of the entry's joint set from its saved parameters, through the body model (float64)."""
     if entry["model_type"] == "smplx":
         model = models64["smplx"]
+    elif entry["model_type"] == "smpl":
+        model = models64[f"smpl_{entry['gender']}"]
     else:
         model = models64[entry["hand_side"]]
     params = {k: torch.tensor(v, dtype=torch.float64)[None] for k, v in entry[which].items()}

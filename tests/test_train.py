@@ -240,6 +240,31 @@ def test_body_stage1_theta_star_beats_the_mean_pose(body_run):
     assert len(s1) == 8 and s1[-1]["kp3d"] < 0.8 * s1[0]["kp3d"], s1
 
 
+def test_body_train_with_3dpw_aux(tmp_path_factory, standin_dir, body_sets):
+    """3DPW as the aux set (a synthetic 3DPW_train.json of SMPL people, male and female): its GT 3D joints are
+    the GT SMPL meshes' h36m_17 joints (SMPL Human3.6M regressor), stage 1 fits SMPL-X's h36m_17 joints
+    (J_regressor_h36m_smplx) to them; Θ* beats the mean pose and stage 2 runs on half-3DPW batches."""
+    from neuralannot_cli.train.algorithm import train
+    from neuralannot_cli.train.checkpoint import load_tensors
+
+    root = tmp_path_factory.mktemp("pw3d_aux")
+    pw3d = make_synth(root, standin_dir, "3dpw", 16, 64, 4)
+    out = root / "run"
+    train(body_config(body_sets, standin_dir, out, aux=(("3dpw", str(pw3d)),), stage1_epochs=8, stage2_epochs=1,
+                      dataset_options=()))
+    metrics = read_metrics(out)
+    ts = next(m for m in metrics if m["stage"] == "theta_star_3dpw")
+    assert ts["count"] == 16
+    assert ts["theta_star_mpjpe_mm"] < 0.75 * ts["mean_pose_mpjpe_mm"], ts
+    s1 = [m for m in metrics if m["stage"] == "stage1_3dpw"]
+    assert len(s1) == 8 and s1[-1]["kp3d"] < 0.8 * s1[0]["kp3d"], s1
+    s2 = [m for m in metrics if m["stage"] == "stage2"]
+    assert len(s2) == 1 and s2[0]["skipped_steps"] == 0 and np.isfinite(s2[0]["target_2d_err_px"])
+    theta = load_tensors(out / "theta_star_3dpw.safetensors")
+    assert theta["pose_rotvecs"].shape == (16, 21, 3) and torch.isfinite(theta["transl_cam_m"]).all()
+    assert (out / "model.safetensors").is_file()
+
+
 def test_body_stage2_target_2d_error_falls(body_run):
     metrics = read_metrics(body_run)
     s2 = [m for m in metrics if m["stage"] == "stage2"]

@@ -23,10 +23,13 @@ class _Kind(str, Enum):
     mpi3dhp = "mpi3dhp"
     freihand = "freihand"
     interhand = "interhand"
+    pw3d = "3dpw"
 
 
-_KIND_HELP = "Dataset format; 'auto' infers it from the dataset file name (as 'neuralannot annotate')."
-_MODEL_DIR_HELP = ("Folder with SMPL-X/MANO files; else $NEURALANNOT_BODY_MODELS, the user folder, then the "
+_KIND_HELP = ("Dataset format; 'auto' infers it from the dataset file name (as 'neuralannot annotate'; "
+              "3DPW_{split}.json is 3dpw, whose GT joints come from its GT SMPL meshes).")
+_MODEL_DIR_HELP = ("Folder with SMPL-X/MANO files (3DPW: also SMPL and J_regressor_h36m_correct.npy); else "
+                   "$NEURALANNOT_BODY_MODELS, the user folder, then the "
                    "stand-in (with --gt: the folder the synthetic set was made with).")
 
 

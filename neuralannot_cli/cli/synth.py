@@ -17,6 +17,7 @@ class _Kind(str, Enum):
     coco_wholebody = "coco-wholebody"
     freihand = "freihand"
     interhand = "interhand"
+    pw3d = "3dpw"
 
 
 class _Background(str, Enum):
@@ -54,13 +55,13 @@ def synth(
              "stand-in).", envvar="NEURALANNOT_BODY_MODELS", exists=True)] = None,
     split: Annotated[Optional[str], typer.Option(help="Split name (h36m: train|test, coco-wholebody: "
                                                       "train|val, freihand: training|evaluation, interhand: "
-                                                      "train|val|test).")] = None,
+                                                      "train|val|test, 3dpw: train|validation|test).")] = None,
     subjects: Annotated[Optional[str], typer.Option(help="Human3.6M / MPI-INF-3DHP subjects, e.g. '1,5'.")] = None,
     background: Annotated[_Background, typer.Option(help="'random' textured backgrounds or a flat 'green' "
                                                          "screen.")] = _Background.random,
     batch_size: Annotated[int, typer.Option(help="Bodies posed per body-model call.", min=1)] = 8,
 ) -> None:
-    """Render posed SMPL-X bodies / MANO hands into a dataset with the real file layout of KIND.
+    """Render posed SMPL-X bodies / MANO hands (3dpw: SMPL bodies) into a dataset with the real file layout of KIND.
 
     Hidden ground truth (parameters, 3D joints, cameras) goes to annotations/synth_hidden_gt_{split}.json.
 

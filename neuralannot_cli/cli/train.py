@@ -39,7 +39,8 @@ def _parse_datasets(values: list[str] | None, option: str) -> dict[str, str] | N
 def train(
     part: Annotated[Optional[_Part], typer.Option(help="What to annotate: SMPL-X 'body' or MANO 'hand'.")] = None,
     aux: Annotated[Optional[list[str]], typer.Option(
-        help="Auxiliary 3D set as KIND=ROOT (repeatable): body h36m, mpi3dhp; hand freihand, interhand. "
+        help="Auxiliary 3D set as KIND=ROOT (repeatable): body h36m, mpi3dhp, 3dpw (GT joints from its SMPL "
+             "GT: needs SMPL + J_regressor_h36m_correct.npy; split train); hand freihand, interhand. "
              "KIND alone takes its root from --config.")] = None,
     target: Annotated[Optional[list[str]], typer.Option(help="Target 2D set as KIND=ROOT (coco_wholebody).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory.", file_okay=False)] = None,

@@ -14,6 +14,9 @@ kind                reader                                                      
 ``freihand``        :func:`neuralannot_cli.data.freihand.load_freihand`          ``hand_21``
 ``interhand``       :func:`neuralannot_cli.data.interhand.load_interhand`        ``hand_21``
 =================== ============================================================ ==================
+
+3DPW's GT 3D joints need SMPL (licensed), so its reader leaves them out;
+:func:`neuralannot_cli.data.pw3d_joints.with_gt_joints` adds them (joint set ``h36m_17``).
 """
 
 from __future__ import annotations

@@ -24,13 +24,16 @@ Layouts written under ``out_dir`` (``S`` = ``--image-size``; FreiHAND is always 
     interhand       images/{split}/Capture{c}/ROM03_{RT|LT}_No_Occlusion/cam{name}/image{frame:05d}.jpg
                     annotations/{split}/InterHand2.6M_{split}_{data,camera,joint_3d}.json
                     annotations/skeleton.txt      (4 cameras per capture; single right or left hands)
+    3dpw            imageFiles/synth_{seq:02d}/image_{frame:05d}.jpg
+                    3DPW_{split}.json    (I2L-MeshNet packaging: SMPL GT of one person per image, male or
+                    female SMPL at random, camera frame; 16 frames per sequence, one camera per sequence)
     every kind      annotations/synth_hidden_gt_{split}.json       (the side file below)
 
 Hidden ground-truth side file (``annotations/synth_hidden_gt_{split}.json``)::
 
     {"meta": {"generator": "neuralannot synth", "kind", "split", "seed", "count", "image_size",
               "kp_noise_px", "occlusion_frac", "hands", "face", "background",
-              "model_type": "smplx" | "mano", "model_file", "model_is_standin", "flat_hand_mean": false,
+              "model_type": "smplx" | "mano" | "smpl", "model_file", "model_is_standin", "flat_hand_mean": false,
               "num_betas", "num_expression_coeffs", "joint_set", "units": "..."},
      "annotations": {"<ann_id>": {            # FreiHAND: the sample index
         "image_id", "image_file" (relative to out_dir), "image_hw": [H, W],
@@ -42,9 +45,12 @@ Hidden ground-truth side file (``annotations/synth_hidden_gt_{split}.json``)::
                                                    # hand (flat_hand_mean=False); SMPL-X: root_rotvec,
                                                    # body_pose_rotvecs, betas, left/right_hand_pose_rotvecs,
                                                    # jaw_rotvec, expression, transl_m; MANO: root_rotvec,
-                                                   # hand_pose_rotvecs, betas, transl_m
+                                                   # hand_pose_rotvecs, betas, transl_m; SMPL (3dpw):
+                                                   # root_rotvec, body_pose_rotvecs (23), betas, transl_m
+        "gender"?: SMPL's ("male" | "female", 3dpw),
         "params_world"?: {...}, "joints_3d_world_mm"?  # multi-camera sets (h36m, mpi3dhp, interhand)
-        "joint_set": the format's set (h36m_17, mpi3dhp_17, coco_wholebody_133, hand_21),
+        "joint_set": the format's set (h36m_17, mpi3dhp_17, coco_wholebody_133, hand_21; 3dpw: h36m_17 of
+                     the SMPL Human3.6M regressor, the joints 3DPW is evaluated on),
         "joints_3d_cam_mm": Jx3, "keypoints_2d_px": Jx2 (exact projections, no noise),
         "keypoints_visible": J bools (False: occluded by --occlusion-frac or off-image),
         "bbox_xywh_px", "light_dir_cam": [3], "ids": {...format ids...}}}}
@@ -52,8 +58,8 @@ Hidden ground-truth side file (``annotations/synth_hidden_gt_{split}.json``)::
 Options that a format cannot represent are ignored there (reported in ``SynthSummary.notes``):
 ``kp_noise_px`` needs stored 2D labels (COCO-WholeBody only: the others derive 2D from 3D);
 ``occlusion_frac`` is written as ``v = 0`` (COCO-WholeBody), ``keypoints_vis = false`` (Human3.6M)
-or ``joint_valid = 0`` (InterHand2.6M, never the wrist, whose loss would drop the hand); MPI-INF-3DHP
-and FreiHAND have no visibility field. Same seed -> byte-identical files (on the same machine and
+or ``joint_valid = 0`` (InterHand2.6M, never the wrist, whose loss would drop the hand); MPI-INF-3DHP,
+FreiHAND and 3DPW have no visibility field. Same seed -> byte-identical files (on the same machine and
 library versions).
 """
 
@@ -71,6 +77,7 @@ import torch
 from neuralannot_cli.data import synth_pose as sp
 from neuralannot_cli.data.synth_writers import (
     SynthView,
+    write_3dpw_files,
     write_coco_wholebody_files,
     write_freihand_files,
     write_h36m_files,
@@ -82,18 +89,20 @@ from neuralannot_cli.data.synth_writers import (
 __all__ = ["SynthKind", "SYNTH_KINDS", "SynthConfig", "SynthSummary", "generate", "hidden_gt_path",
            "LOADER_KIND", "make_background"]
 
-SynthKind = Literal["h36m", "mpi3dhp", "coco-wholebody", "freihand", "interhand"]
-SYNTH_KINDS: tuple[str, ...] = ("h36m", "mpi3dhp", "coco-wholebody", "freihand", "interhand")
+SynthKind = Literal["h36m", "mpi3dhp", "coco-wholebody", "freihand", "interhand", "3dpw"]
+SYNTH_KINDS: tuple[str, ...] = ("h36m", "mpi3dhp", "coco-wholebody", "freihand", "interhand", "3dpw")
 LOADER_KIND: dict[str, str] = {"h36m": "h36m", "mpi3dhp": "mpi3dhp", "coco-wholebody": "coco_wholebody",
-                               "freihand": "freihand", "interhand": "interhand"}
+                               "freihand": "freihand", "interhand": "interhand", "3dpw": "3dpw"}
 """``--kind`` -> the ``kind`` of :func:`neuralannot_cli.data.loaders.load_dataset`."""
 
 _SPLITS: dict[str, tuple[str, ...]] = {
     "h36m": ("train", "test"), "mpi3dhp": ("train",), "coco-wholebody": ("train", "val"),
     "freihand": ("training", "evaluation"), "interhand": ("train", "val", "test"),
+    "3dpw": ("train", "validation", "test"),
 }
 _JOINT_SET = {"h36m": "h36m_17", "mpi3dhp": "mpi3dhp_17", "coco-wholebody": "coco_wholebody_133",
-              "freihand": "hand_21", "interhand": "hand_21"}
+              "freihand": "hand_21", "interhand": "hand_21", "3dpw": "h36m_17"}
+_FRAMES_PER_SEQUENCE = 16
 _FREIHAND_SIZE = 224
 _CAMERAS_PER_RIG = 4
 _INTERHAND_CAMERAS = ("400262", "400263", "400264", "400265")
@@ -359,6 +368,9 @@ def _load_models(cfg: SynthConfig):
         right = load_body_model("mano", is_rhand=True, **kw)
         left = load_body_model("mano", is_rhand=False, **kw) if cfg.kind == "interhand" else None
         return {"right": right, "left": left}
+    if cfg.kind == "3dpw":  # 3DPW's GT uses the gendered SMPL models
+        male = load_body_model("smpl", gender="male", **kw)
+        return {"body": male, "male": male, "female": load_body_model("smpl", gender="female", **kw)}
     return {"body": load_body_model("smplx", gender="neutral", **kw)}
 
 
@@ -397,9 +409,9 @@ class _Generator:
             self.notes.append(f"freihand images are always {_FREIHAND_SIZE}x{_FREIHAND_SIZE} (the format fixes it)")
         if cfg.kp_noise_px > 0 and cfg.kind != "coco-wholebody":
             self.notes.append(f"--kp-noise-px ignored: {cfg.kind} stores no 2D labels (2D = projected 3D)")
-        if cfg.occlusion_frac > 0 and cfg.kind in ("mpi3dhp", "freihand"):
+        if cfg.occlusion_frac > 0 and cfg.kind in ("mpi3dhp", "freihand", "3dpw"):
             self.notes.append(f"--occlusion-frac ignored: {cfg.kind} has no visibility field")
-        if cfg.kind in ("freihand", "interhand") and (not cfg.hands or not cfg.face):
+        if cfg.kind in ("freihand", "interhand", "3dpw") and (not cfg.hands or not cfg.face):
             self.notes.append("--no-hands / --no-face only affect SMPL-X body sets")
         self.part_of_vertex = None
         self.groups = None
@@ -642,6 +654,49 @@ class _Generator:
         view.extras["segmentation"] = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
         view.extras["area"] = float(mask.sum())
 
+    # --- body, monocular SMPL (3DPW) -------------------------------------------------------------
+
+    def run_3dpw(self) -> list[Path]:
+        """One camera per sequence of :data:`_FRAMES_PER_SEQUENCE` frames; every image one person of random
+        gender (its SMPL), shape and pose; placed as in :meth:`run_coco`."""
+        cfg = self.cfg
+        up = np.diag([1.0, -1.0, -1.0])  # model y up -> image up; model faces +z -> towards the camera
+        cams: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for start in range(0, cfg.count, cfg.batch_size):
+            b = min(cfg.batch_size, cfg.count - start)
+            genders = ["male" if self.rng.uniform() < 0.5 else "female" for _ in range(b)]
+            people = [self._new_body_person() for _ in range(b)]
+            roots = sp.sample_upright_root_rotmat(self.rng, b, up, yaw_range_deg=(-70.0, 70.0))
+            body21 = sp.sample_body_pose_rotvecs(self.rng, b)  # SMPL-X's 21 body joints = SMPL's first 21
+            params = {"root_rotvec": sp.rotmat_to_rotvec_np(roots),
+                      "body_pose_rotvecs": np.concatenate([body21, np.zeros((b, 2, 3))], axis=1),  # + SMPL hands
+                      "betas": np.stack([p.betas for p in people])}
+            for i in range(b):
+                idx = start + i
+                seq, frame = divmod(idx, _FRAMES_PER_SEQUENCE)
+                if seq not in cams:
+                    cams[seq] = self._intrinsics((1.0, 1.6))
+                focal, princpt = cams[seq]
+                model = self.models[genders[i]]
+                one = {k: v[i:i + 1] for k, v in params.items()}
+                verts, joints, _ = self._forward(model, one)
+                frac = self.rng.uniform(0.55, 0.85)
+                offset = self.rng.uniform(-0.06, 0.06, 2) * min(self.image_hw)
+                transl = _fit_transl(verts[0], focal, princpt, self.image_hw, frac, offset)
+                pc = {k: v[0] for k, v in one.items()} | {"transl_m": transl}
+                verts_c, joints_c = verts[0] + transl, joints[0] + transl
+                sequence = f"synth_{seq:02d}"
+                rel = f"image_{frame:05d}.jpg"
+                self._emit(model, verts_c, joints_c, focal, princpt, people[i].colors, self._background(),
+                           image_rel=rel, image_file=f"imageFiles/{sequence}/{rel}", ann_id=idx, image_id=idx,
+                           R=np.eye(3), t_mm=np.zeros(3), joints_world_mm=joints_c * 1000.0, params_cam=pc,
+                           params_world=None,
+                           ids={"image_id": idx, "ann_id": idx, "sequence": sequence, "person_id": 0},
+                           extras={"model_type": "smpl", "gender": genders[i]})
+        for v in self.views:
+            v.extras.pop("mask", None)
+        return write_3dpw_files(cfg.out_dir, self.views, cfg.split)
+
     # --- hands ----------------------------------------------------------------------------------
 
     def _hand_colors(self, model) -> np.ndarray:
@@ -765,6 +820,8 @@ def generate(config: SynthConfig, on_progress: Callable[[int, int], None] | None
         files = gen.run_coco()
     elif cfg.kind == "freihand":
         files = gen.run_freihand()
+    elif cfg.kind == "3dpw":
+        files = gen.run_3dpw()
     else:
         files = gen.run_interhand()
     for v in gen.views:

@@ -30,6 +30,7 @@ __all__ = [
     "write_coco_wholebody_files",
     "write_freihand_files",
     "write_interhand_files",
+    "write_3dpw_files",
     "write_hidden_gt",
 ]
 
@@ -216,6 +217,30 @@ def write_coco_wholebody_files(root: Path, views: Sequence[SynthView], split: st
     return [write_json_atomic(root / "annotations" / f"coco_wholebody_{split}_v1.0.json", data)]
 
 
+# -------------------------------------------------------------------------------------------- 3DPW
+
+
+def write_3dpw_files(root: Path, views: Sequence[SynthView], split: str) -> list[Path]:
+    """``3DPW_{split}.json`` in I2L-MeshNet's packaging (:mod:`neuralannot_cli.data.pw3d`), one person per image.
+
+    ``smpl_param``: ``pose`` (72: root then SMPL's 23 body joints, axis-angle), ``shape`` (10), ``trans`` (m,
+    camera frame: SMPL's ``transl``) and ``gender``, written at full precision (the GT of the set);
+    ``cam_param`` the image's intrinsics. No ``openpose_result`` (the I2L-MeshNet files have none).
+    """
+    images, anns = [], []
+    for v in views:
+        images.append({"id": v.image_id, "file_name": v.image_rel, "width": v.image_hw[1], "height": v.image_hw[0],
+                       "sequence": v.ids["sequence"],
+                       "cam_param": {"focal": _full(v.focal_px), "princpt": _full(v.princpt_px)}})
+        p = v.params_cam
+        pose = np.concatenate([np.asarray(p["root_rotvec"]).reshape(1, 3), np.asarray(p["body_pose_rotvecs"])])
+        anns.append({"id": v.ann_id, "image_id": v.image_id, "person_id": v.ids["person_id"],
+                     "bbox": _r(v.bbox_xywh_px, _PX_DECIMALS),
+                     "smpl_param": {"pose": _full(pose.reshape(-1)), "shape": _full(p["betas"]),
+                                    "trans": _full(p["transl_m"]), "gender": v.extras["gender"]}})
+    return [write_json_atomic(root / f"3DPW_{split}.json", {"images": images, "annotations": anns})]
+
+
 # ---------------------------------------------------------------------------------------- FreiHAND
 
 
@@ -347,5 +372,7 @@ def write_hidden_gt(path: Path, views: Sequence[SynthView], meta: dict[str, Any]
             e["joints_3d_world_mm"] = _r(v.joints_world_mm, _MM_DECIMALS)
         if "hand_side" in v.extras:
             e["hand_side"] = v.extras["hand_side"]
+        if "gender" in v.extras:
+            e["gender"] = v.extras["gender"]
         entries[str(v.ann_id)] = e
     return write_json_atomic(path, {"meta": meta, "annotations": entries})

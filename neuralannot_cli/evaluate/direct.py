@@ -6,7 +6,8 @@ forwards each pseudo-GT record through its body model (SMPL-X, or MANO right / l
 of its image, takes the joints of the GT's joint set and computes, per record:
 
 - ``mpjpe_mm``: root-aligned MPJPE (root: ``pelvis`` where the set has one, else the mean of the two hips,
-  else the ``wrist``) against the GT 3D joints (the dataset's ``joints_3d_cam_mm`` on auxiliary sets; the
+  else the ``wrist``) against the GT 3D joints (the dataset's ``joints_3d_cam_mm`` on auxiliary sets; 3DPW:
+  the ``h36m_17`` joints of its GT SMPL meshes, :mod:`neuralannot_cli.data.pw3d_joints`; the
   hidden GT's ``joints_3d_cam_mm`` when a side file is given, which wins), over the metric joints of the set
   (:func:`eval_joint_indices`: Human3.6M protocol 2 = 14 of the 17 joints, as I2L-MeshNet / Hand4Whole) and
   the valid GT joints only (``GroundTruth.joints_3d_valid``, e.g. InterHand2.6M ``joint_valid``); mean over
@@ -34,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,7 @@ __all__ = [
     "EVAL_JOINTS_EXCLUDED",
     "joint_errors_mm",
     "mesh_root",
+    "infer_dataset",
     "load_samples",
     "load_ground_truth",
     "forward_params",
@@ -351,16 +354,38 @@ def _hidden_keys(kind: str, part: Part, entry: Mapping[str, Any]) -> list[tuple[
     return [(record_key(kind, ids, None), side, None)]
 
 
-def load_samples(dataset_json: str | os.PathLike, kind: str = "auto", *, part: Part = "body"
-                 ) -> tuple[str, dict[str, Any]]:
+_PW3D_NAME = re.compile(r"^3DPW_(?:latest_)?(train|validation|test)\.json$")
+
+
+def infer_dataset(dataset_json: str | os.PathLike, kind: str = "auto") -> tuple[str, Path, dict[str, Any]]:
+    """``(kind, root, loader options)`` of a dataset file: :func:`neuralannot_cli.io.annotate_run.infer_dataset`,
+    plus 3DPW (``3DPW_{split}.json`` / ``3DPW_latest_{split}.json`` -> ``3dpw``, root = the file's folder),
+    which only evaluation reads."""
+    from neuralannot_cli.io.annotate_run import infer_dataset as infer_annotated
+
+    path = Path(dataset_json).resolve()
+    m = _PW3D_NAME.match(path.name)
+    if kind == "3dpw" or (kind == "auto" and m):
+        if m is None:
+            raise ValueError(f"{path}: a 3DPW file is named 3DPW_{{train,validation,test}}.json "
+                             "(or 3DPW_latest_{split}.json)")
+        return "3dpw", path.parent, {"split": m.group(1), "file_name": path.name}
+    return infer_annotated(path, kind)
+
+
+def load_samples(dataset_json: str | os.PathLike, kind: str = "auto", *, part: Part = "body",
+                 model_dir: str | os.PathLike | None = None, gt_3d: bool = True,
+                 device: torch.device | str = "cpu") -> tuple[str, dict[str, Any]]:
     """``(dataset kind, {record key: Sample})`` of a dataset annotation file, keyed like the pseudo-GT records.
 
     The dataset is read with :func:`neuralannot_cli.data.loaders.load_dataset` (kind and root inferred from
     the file name as ``neuralannot annotate`` does); COCO-WholeBody persons become the target samples of
-    ``part`` (body: 23 body+feet keypoints; hand: one 21-joint sample per labelled hand).
+    ``part`` (body: 23 body+feet keypoints; hand: one 21-joint sample per labelled hand). 3DPW samples get
+    their GT ``h36m_17`` joints from the GT SMPL parameters (:func:`neuralannot_cli.data.pw3d_joints.with_gt_joints`,
+    SMPL from ``model_dir`` or the usual lookup) unless ``gt_3d=False`` (training on their pseudo-GT needs
+    only the images and boxes).
     """
     from neuralannot_cli.data.loaders import load_dataset
-    from neuralannot_cli.io.annotate_run import infer_dataset
     from neuralannot_cli.io.pseudo_gt import record_key
     from neuralannot_cli.train.datasets import part_aux_samples, part_target_samples
 
@@ -377,6 +402,10 @@ def load_samples(dataset_json: str | os.PathLike, kind: str = "auto", *, part: P
             raise ValueError(f"{dataset_json}: a {kind} set has {'hands' if hand_kind else 'bodies'}, "
                              f"but the pseudo-GT holds {part} records")
         samples, _ = part_aux_samples(samples)
+    if kind == "3dpw" and gt_3d:
+        from neuralannot_cli.data.pw3d_joints import with_gt_joints
+
+        samples = with_gt_joints(samples, model_dir=model_dir, device=device)
     out: dict[str, Any] = {}
     for s in samples:
         side = None
@@ -387,16 +416,19 @@ def load_samples(dataset_json: str | os.PathLike, kind: str = "auto", *, part: P
 
 
 def load_ground_truth(dataset_json: str | os.PathLike, kind: str = "auto", *, part: Part = "body",
-                      hidden_gt: str | os.PathLike | None = None) -> tuple[str, dict[str, GroundTruth]]:
+                      hidden_gt: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None,
+                      device: torch.device | str = "cpu") -> tuple[str, dict[str, GroundTruth]]:
     """``(dataset kind, {record key: GroundTruth})`` for a dataset annotation file (+ hidden GT side file).
 
     Samples come from :func:`load_samples`; the hidden GT (synthetic sets) replaces their 3D joints and 2D
-    keypoints and adds the body-model parameters.
+    keypoints and adds the body-model parameters. 3DPW: the GT joints of the GT SMPL meshes (``model_dir``:
+    where SMPL and its Human3.6M regressor are); no GT parameters are attached (SMPL, not comparable with
+    SMPL-X / MANO records, so MPVPE stays unmeasured).
 
     Raises:
         FileNotFoundError / ValueError / DatasetFormatError: missing or malformed files (one line).
     """
-    kind, samples = load_samples(dataset_json, kind, part=part)
+    kind, samples = load_samples(dataset_json, kind, part=part, model_dir=model_dir, device=device)
     gts: dict[str, GroundTruth] = {}
     for key, s in samples.items():
         side = None
@@ -591,9 +623,10 @@ def evaluate_direct(pseudo_gt: Mapping[str, str | os.PathLike], dataset_json: st
     if len(parts) != 1:
         raise ValueError(f"pseudo-GT files mix body and hand records ({sorted(parts)}); evaluate them separately")
     part: Part = parts.pop()  # type: ignore[assignment]
-    ds_kind, gts = load_ground_truth(dataset_json, kind, part=part, hidden_gt=hidden_gt)
     if model_dir is None and hidden_gt is not None:
         model_dir = _generator_model_dir(Path(hidden_gt))
+    ds_kind, gts = load_ground_truth(dataset_json, kind, part=part, hidden_gt=hidden_gt, model_dir=model_dir,
+                                     device=device)
     models = BodyModels(model_dir, device)
     results = []
     for name, (p, recs) in loaded.items():

@@ -432,7 +432,7 @@ def train_i2l(config: Any, on_progress: Callable[[int, int, float], None] | None
     if len(types) != 1:
         raise ValueError(f"{cfg.train_pseudo_gt}: expected records of one model type, got {sorted(types)}")
     part: Part = "hand" if types.pop() == "mano" else "body"
-    _, samples = load_samples(cfg.train_dataset, cfg.train_kind, part=part)
+    _, samples = load_samples(cfg.train_dataset, cfg.train_kind, part=part, gt_3d=False)
     keys = sorted(k for k in records if k in samples and records[k].frame == "camera"
                   and getattr(records[k], "hand_type", "right") == "right")
     if not keys:
@@ -501,8 +501,8 @@ def test_i2l(state: I2LEstimator, test_dataset: str | os.PathLike, *, kind: str 
 
     net = state.net
     part = net.part
-    _, samples = load_samples(test_dataset, kind, part=part)
-    _, gts = load_ground_truth(test_dataset, kind, part=part, hidden_gt=hidden_gt)
+    _, gts = load_ground_truth(test_dataset, kind, part=part, hidden_gt=hidden_gt, model_dir=model_dir, device=device)
+    _, samples = load_samples(test_dataset, kind, part=part, gt_3d=False)
     keys = sorted(k for k in samples if gts[k].joints_3d_cam_mm is not None
                   and str(gts[k].hand_side or "right") == "right")
     if not keys:

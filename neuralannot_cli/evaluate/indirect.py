@@ -283,7 +283,7 @@ def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, flo
     if len(types) != 1:
         raise ValueError(f"{cfg.train_pseudo_gt}: expected records of one model type, got {sorted(types)}")
     part = "hand" if types.pop() == "mano" else "body"
-    _, samples = load_samples(cfg.train_dataset, cfg.train_kind, part=part)  # type: ignore[arg-type]
+    _, samples = load_samples(cfg.train_dataset, cfg.train_kind, part=part, gt_3d=False)  # type: ignore[arg-type]
     keys = sorted(k for k in records if k in samples and records[k].frame == "camera"
                   and getattr(records[k], "hand_type", "right") == "right")
     skipped = len(records) - len(keys)
@@ -387,8 +387,9 @@ def test_estimator(net: ParamRegressor, test_dataset: str | os.PathLike, *, kind
     from neuralannot_cli.evaluate.direct import BodyModels, load_ground_truth, load_samples, mesh_root
 
     part = net.part
-    _, samples = load_samples(test_dataset, kind, part=part)  # type: ignore[arg-type]
-    _, gts = load_ground_truth(test_dataset, kind, part=part, hidden_gt=hidden_gt)  # type: ignore[arg-type]
+    _, gts = load_ground_truth(test_dataset, kind, part=part,  # type: ignore[arg-type]
+                               hidden_gt=hidden_gt, model_dir=model_dir, device=device)
+    _, samples = load_samples(test_dataset, kind, part=part, gt_3d=False)  # type: ignore[arg-type]
     keys = sorted(k for k in samples if gts[k].joints_3d_cam_mm is not None
                   and str(gts[k].hand_side or "right") == "right")
     if not keys:

@@ -146,7 +146,8 @@ def render_overlays(pseudo_gt: str | os.PathLike, dataset_json: str | os.PathLik
     if len(parts) != 1:
         raise ValueError(f"cannot draw a mix of body and hand records ({sorted(parts)})")
     part = parts.pop()
-    _, gts = load_ground_truth(dataset_json, kind, part=part)  # type: ignore[arg-type]
+    _, gts = load_ground_truth(dataset_json, kind, part=part,  # type: ignore[arg-type]
+                               model_dir=model_dir, device=device)
     keys = sorted(k for k in recs[0] if k in gts and all(k in rs for rs in recs[1:])
                   and all(rs[k].frame == "camera" for rs in recs))
     models = BodyModels(model_dir, device)

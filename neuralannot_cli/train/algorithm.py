@@ -251,11 +251,18 @@ class _Run:
         self.crop_stores: dict[str, CropStore] = {}
         self.aux_samples = {}
         for kind, root in config.aux:
-            samples = load_dataset(kind, root, **config.options_for(kind))
+            options = config.options_for(kind)
+            if kind == "3dpw":
+                options.setdefault("split", "train")
+            samples = load_dataset(kind, root, **options)
             if config.max_samples:
                 samples = samples[: config.max_samples]
             if not samples:
                 raise ValueError(f"{root}: aux set {kind} has no samples")
+            if kind == "3dpw":  # GT 3D joints (h36m_17) from the GT SMPL meshes
+                from neuralannot_cli.data.pw3d_joints import with_gt_joints
+
+                samples = with_gt_joints(samples, model_dir=config.model_dir)
             self.aux_samples[kind] = part_aux_samples(samples)
         tkind, troot = config.target[0]
         tsamples = load_dataset(tkind, troot, **config.options_for(tkind))

@@ -42,8 +42,10 @@ __all__ = [
 ]
 
 Part = Literal["body", "hand"]
-AUX_KINDS: dict[str, tuple[str, ...]] = {"body": ("h36m", "mpi3dhp"), "hand": ("freihand", "interhand")}
-"""Auxiliary (3D) dataset kinds per part (kinds of :func:`neuralannot_cli.data.loaders.load_dataset`)."""
+AUX_KINDS: dict[str, tuple[str, ...]] = {"body": ("h36m", "mpi3dhp", "3dpw"), "hand": ("freihand", "interhand")}
+"""Auxiliary (3D) dataset kinds per part (kinds of :func:`neuralannot_cli.data.loaders.load_dataset`). 3DPW's GT
+3D joints are its GT SMPL meshes through the SMPL Human3.6M regressor (:mod:`neuralannot_cli.data.pw3d_joints`;
+SMPL from ``model_dir`` or the usual lookup); its split defaults to ``train`` (``dataset_options`` to change)."""
 TARGET_KINDS: tuple[str, ...] = ("coco_wholebody",)
 """Target (2D-only) dataset kinds."""
 _BACKBONES = {"resnet18": 18, "resnet34": 34, "resnet50": 50}

@@ -2,7 +2,8 @@
 
 Joint sets per part (see ``notes``: the issue's contracts):
 
-- body: aux ``h36m_17`` (Human3.6M) / ``mpi3dhp_17`` (MPI-INF-3DHP), root = pelvis; target = the first 23
+- body: aux ``h36m_17`` (Human3.6M; 3DPW, whose GT joints come from its SMPL meshes via the SMPL Human3.6M
+  regressor) / ``mpi3dhp_17`` (MPI-INF-3DHP), root = pelvis; target = the first 23
   joints of ``coco_wholebody_133`` (17 body + 6 feet), :data:`BODY_TARGET_JOINTS`.
 - hand: aux ``hand_21`` (FreiHAND, InterHand2.6M right hands; InterHand left hands are mirrored), root =
   wrist; target = COCO-WholeBody hands as ``hand_21`` (the COCO-WholeBody hand order is the ``hand_21``
@@ -50,7 +51,8 @@ __all__ = [
 
 BODY_TARGET_JOINTS = 23
 """COCO-WholeBody body (17) + feet (6): the first 23 joints of ``coco_wholebody_133``."""
-AUX_JOINT_SET = {"h36m": "h36m_17", "mpi3dhp": "mpi3dhp_17", "freihand": "hand_21", "interhand": "hand_21"}
+AUX_JOINT_SET = {"h36m": "h36m_17", "mpi3dhp": "mpi3dhp_17", "3dpw": "h36m_17", "freihand": "hand_21",
+                 "interhand": "hand_21"}
 ROOT_JOINT = {"h36m_17": 0, "mpi3dhp_17": 14, "hand_21": 0}
 #: Near-rigid joints whose frame gives stage 1's root rotation in closed form (by name, any joint-set order):
 #: the pelvis, both hips, the torso (spine) and the neck (thorax); the wrist and the four finger MCPs (MANO's

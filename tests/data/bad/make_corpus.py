@@ -12,8 +12,8 @@ stand-in model folder), ``annotator`` (``body``/``hand``: ``annotate`` runs with
 the dataset, not the checkpoint, is under test; ``null``: the real checkpoint loader), ``expect`` (``error``:
 exit code != 0 with a one-line message; ``skip``: exit 0 with the bad sample skipped and reported),
 ``message`` (substrings the one-line message must contain: the file and the field), ``known_gap`` (why
-the case does not behave yet; the test is then a strict xfail) and ``loader`` (for formats
-no command reads yet, e.g. 3DPW: ``[kind, root, options]`` for ``load_dataset``; ``command`` is then null).
+the case does not behave yet; the test is then a strict xfail) and ``loader`` (cases checked at the loader,
+e.g. 3DPW: ``[kind, root, options]`` for ``load_dataset``; ``command`` is then null).
 
 The files are deterministic: the same script writes the same bytes.
 """
@@ -419,8 +419,8 @@ def _(d: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- 3DPW
-# No command reads 3DPW yet (it is an evaluation set; `neuralannot evaluate` is being built): the loader is
-# checked directly, the CLI will surface its DatasetFormatError as it does for the other formats.
+# Checked at the loader, which `evaluate direct / indirect` and `train --aux 3dpw` read 3DPW through (their
+# GT joints need SMPL files on top); the CLI surfaces its DatasetFormatError as it does for the other formats.
 
 
 @case("pw3d_pose_wrong_length", "SMPL pose with 69 numbers", command=None, loader=["3dpw", "{case}", {"split": "test"}],
