@@ -181,6 +181,6 @@ def test_init_is_respected_and_input_checks(mano_model, smplx_model):
     with pytest.raises(ValueError, match="needs a mano model"):
         fit(smplx_model, targets, cfg, part="hand", layout=lay)
     with pytest.raises(ValueError, match="no fitting layout"):
-        layout_for("coco_17")
+        layout_for("smpl_24")
     with pytest.raises(ValueError, match=r"init\['transl_m'\] must have shape"):
         fit(mano_model, targets, cfg, part="hand", layout=lay, init={"transl_m": torch.zeros(3)})

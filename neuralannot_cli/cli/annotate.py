@@ -18,6 +18,7 @@ class _Kind(str, Enum):
     mpi3dhp = "mpi3dhp"
     freihand = "freihand"
     interhand = "interhand"
+    pw3d = "3dpw"
 
 
 class _Format(str, Enum):

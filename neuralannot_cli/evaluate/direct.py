@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,23 +353,12 @@ def _hidden_keys(kind: str, part: Part, entry: Mapping[str, Any]) -> list[tuple[
     return [(record_key(kind, ids, None), side, None)]
 
 
-_PW3D_NAME = re.compile(r"^3DPW_(?:latest_)?(train|validation|test)\.json$")
-
-
 def infer_dataset(dataset_json: str | os.PathLike, kind: str = "auto") -> tuple[str, Path, dict[str, Any]]:
-    """``(kind, root, loader options)`` of a dataset file: :func:`neuralannot_cli.io.annotate_run.infer_dataset`,
-    plus 3DPW (``3DPW_{split}.json`` / ``3DPW_latest_{split}.json`` -> ``3dpw``, root = the file's folder),
-    which only evaluation reads."""
-    from neuralannot_cli.io.annotate_run import infer_dataset as infer_annotated
+    """``(kind, root, loader options)`` of a dataset file, as ``neuralannot annotate`` infers them
+    (:func:`neuralannot_cli.io.annotate_run.infer_dataset`; 3DPW: ``3DPW_{split}.json`` -> ``3dpw``)."""
+    from neuralannot_cli.io.annotate_run import infer_dataset as infer
 
-    path = Path(dataset_json).resolve()
-    m = _PW3D_NAME.match(path.name)
-    if kind == "3dpw" or (kind == "auto" and m):
-        if m is None:
-            raise ValueError(f"{path}: a 3DPW file is named 3DPW_{{train,validation,test}}.json "
-                             "(or 3DPW_latest_{split}.json)")
-        return "3dpw", path.parent, {"split": m.group(1), "file_name": path.name}
-    return infer_annotated(path, kind)
+    return infer(Path(dataset_json), kind)
 
 
 def load_samples(dataset_json: str | os.PathLike, kind: str = "auto", *, part: Part = "body",

@@ -6,7 +6,7 @@ records, returning :class:`FitPrediction`, which has the fields of the NeuralAnn
 
 - part ``'body'``: SMPL-X root + 21 body joints, 10 betas, translation; hands at the mean pose, jaw and
   expression zero. Keypoints: ``coco_wholebody_133`` samples use their first 23 joints (body 17 + feet
-  6; 23-joint samples too), auxiliary sets their own 2D joints (``h36m_17``, ``mpi3dhp_17``), plus the
+  6; 23-joint samples too), auxiliary sets their own 2D joints (``h36m_17``, ``mpi3dhp_17``; 3DPW's ``coco_17``), plus the
   root-relative 3D joints when ``use_3d=True`` and the sample has them.
 - part ``'hand'``: MANO root + 15 joints (relative to the mean hand), 10 betas, translation; ``hand_21``
   keypoints. A LEFT hand (``extras['hand_side'] == 'left'`` or ``ids['hand_side']``) is fitted with the
@@ -90,7 +90,7 @@ def sample_layout(sample: Sample, part: Literal["body", "hand"]) -> tuple[str, i
     if part == "body":
         if js == "coco_wholebody_133" and j in (23, 133):
             return js, 23
-        if js in ("h36m_17", "mpi3dhp_17") and j == 17:
+        if js in ("h36m_17", "mpi3dhp_17", "coco_17") and j == 17:
             return js, 17
     elif part == "hand" and js == "hand_21" and j == 21:
         return js, 21

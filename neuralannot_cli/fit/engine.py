@@ -118,6 +118,8 @@ class TargetLayout:
 LAYOUTS: dict[str, TargetLayout] = {
     # COCO body 17 + feet 6: shoulders 5/6, hips 11/12; shoulder-hip on each side.
     "coco_wholebody_133": TargetLayout("coco_wholebody_133", 23, (5, 6, 11, 12), ((5, 11), (6, 12))),
+    # COCO body 17 alone (3DPW's OpenPose keypoints, re-ordered by its loader): the same joints.
+    "coco_17": TargetLayout("coco_17", 17, (5, 6, 11, 12), ((5, 11), (6, 12))),
     # H36M: pelvis 0, r_hip 1, l_hip 4, thorax 8, l_shoulder 11, r_shoulder 14.
     "h36m_17": TargetLayout("h36m_17", 17, (0, 1, 4, 8, 11, 14), ((11, 4), (14, 1)), root=0),
     # MPI-INF-3DHP 17: r_shoulder 2, l_shoulder 5, r_hip 8, l_hip 11, pelvis 14.

@@ -70,7 +70,7 @@ __all__ = [
     "run_annotate",
 ]
 
-Kind = Literal["coco_wholebody", "h36m", "mpi3dhp", "freihand", "interhand"]
+Kind = Literal["coco_wholebody", "h36m", "mpi3dhp", "freihand", "interhand", "3dpw"]
 Method = Literal["neuralannot", "smplifyx"]
 _WORLD_KINDS = ("h36m", "mpi3dhp")
 _HAND_KINDS = ("freihand", "interhand")
@@ -329,6 +329,8 @@ _COCO_RE = re.compile(r"^coco_wholebody_(train|val)_v1\.0\.json$")
 _H36M_RE = re.compile(r"^Human36M_subject(\d+)_data\.json$")
 _FREI_RE = re.compile(r"^(training|evaluation)_(xyz|K|mano|verts)\.json$")
 _IH_RE = re.compile(r"^InterHand2\.6M_(train|val|test)_data\.json$")
+_PW3D_RE = re.compile(r"^3DPW_(?:latest_)?(train|validation|test)\.json$")
+_KIND_NAMES = ("coco_wholebody", "h36m", "mpi3dhp", "freihand", "interhand", "3dpw")
 
 
 def _root_above_annotations(path: Path) -> Path:
@@ -342,7 +344,8 @@ def infer_dataset(dataset_json: Path, kind: str = "auto") -> tuple[Kind, Path, d
     ``.../annotations/coco_wholebody_{split}_v1.0.json`` -> coco_wholebody, root = parent of ``annotations/``;
     ``.../annotations/Human36M_subject{S}_data.json`` -> h36m (that subject); ``.../MPI-INF-3DHP_1k.json`` ->
     mpi3dhp; ``.../{training,evaluation}_xyz.json`` -> freihand; ``.../annotations/{split}/
-    InterHand2.6M_{split}_data.json`` -> interhand. With an explicit ``kind`` the same rules give root and
+    InterHand2.6M_{split}_data.json`` -> interhand; ``.../3DPW_{split}.json`` (or 3DCrowdNet's
+    ``3DPW_latest_{split}.json``) -> 3dpw, root = its folder. With an explicit ``kind`` the same rules give root and
     options where the name matches, else the file's folder (or the folder above ``annotations/``) is the root.
 
     Raises:
@@ -362,15 +365,20 @@ def infer_dataset(dataset_json: Path, kind: str = "auto") -> tuple[Kind, Path, d
     if m := _IH_RE.match(name):
         root = path.parents[2] if path.parent.parent.name == "annotations" else path.parent.parent
         guesses.append(("interhand", root, {"split": m.group(1)}))
+    if m := _PW3D_RE.match(name):
+        guesses.append(("3dpw", path.parent, {"split": m.group(1), "file_name": name}))
     if kind == "auto":
         if not guesses:
             raise ValueError(
                 f"{path}: cannot infer the dataset kind from the file name; pass --kind "
-                "(coco_wholebody|h36m|mpi3dhp|freihand|interhand)"
+                f"({'|'.join(_KIND_NAMES)})"
             )
         return guesses[0]
-    if kind not in ("coco_wholebody", "h36m", "mpi3dhp", "freihand", "interhand"):
-        raise ValueError(f"--kind: unknown {kind!r}; expected auto|coco_wholebody|h36m|mpi3dhp|freihand|interhand")
+    if kind not in _KIND_NAMES:
+        raise ValueError(f"--kind: unknown {kind!r}; expected auto|{'|'.join(_KIND_NAMES)}")
+    if kind == "3dpw" and not any(g[0] == "3dpw" for g in guesses):
+        raise ValueError(f"{path}: a 3DPW file is named 3DPW_{{train,validation,test}}.json "
+                         "(or 3DPW_latest_{split}.json)")
     for g in guesses:
         if g[0] == kind:
             return g
