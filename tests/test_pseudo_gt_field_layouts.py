@@ -107,47 +107,17 @@ def test_coco_file_without_valid_flags_keeps_hands_and_face(tmp_path):
     assert rec.rhand_pose_rotvecs is not None
 
 
-class _FakeBodyPredictor:
-    """A Predictor that needs no image: SMPL-X body parameters derived from the record key."""
-
-    method = "fake"
-    part = "body"
-    needs_images = False
-    input_size = 0
-    joint_set = "coco_wholebody_23"
-    is_standin = True
-
-    def __init__(self) -> None:
-        self.params: dict[str, dict[str, np.ndarray]] = {}
-
-    def describe(self):
-        return {}
-
-    def predict_samples(self, samples, keys, mirrored, batch):
-        from types import SimpleNamespace
-
-        for k in keys:
-            rng = np.random.default_rng(list(k.encode()))
-            self.params[k] = {"root": rng.normal(0, 1, 3), "pose": rng.normal(0, 0.2, (21, 3)),
-                              "betas": rng.normal(0, 1, 10), "transl": np.array([0.1, -0.2, 4.0])}
-        p = [self.params[k] for k in keys]
-        return SimpleNamespace(root_rotvec=np.stack([x["root"] for x in p]), pose_rotvecs=np.stack([x["pose"] for x in p]),
-                               betas=np.stack([x["betas"] for x in p]), transl_cam_m=np.stack([x["transl"] for x in p]),
-                               focal_px=np.array([s.focal_px for s in samples]),
-                               princpt_px=np.array([s.princpt_px for s in samples]),
-                               mirrored=np.zeros(len(keys), bool))
-
-
 def test_annotate_3dpw_writes_the_released_layout(tmp_path, standin_dir):
     """`neuralannot annotate 3DPW_test.json` (kind inferred from the name, as evaluate does) writes the flat
     3DPW_test_SMPLX_NeuralAnnot.json that NeuralAnnot_RELEASE's 3DPW demo reads, keyed by annotation id."""
     from neuralannot_cli.io.annotate_run import AnnotateConfig, infer_dataset, run_annotate
     from tests import fixtures_formats as fx
+    from tests.test_pseudo_gt_interhand import FakePredictor
 
     fx.write_3dpw(tmp_path / "pw3d", "test")
     dataset_json = tmp_path / "pw3d" / "3DPW_test.json"
     assert infer_dataset(dataset_json)[0] == "3dpw"
-    predictor = _FakeBodyPredictor()
+    predictor = FakePredictor("body", transl_m=(0.1, -0.2, 4.0))
     out = tmp_path / "3DPW_test_SMPLX_NeuralAnnot.json"
     run_annotate(AnnotateConfig(dataset_json=dataset_json, checkpoint=None, out=out, model_dir=standin_dir),
                  predictor)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -173,7 +172,7 @@ def test_annotate_writes_interhand_in_the_world_frame(tmp_path, mano, standin_di
 
     truth = fx.write_interhand(tmp_path / "ih", "val")
     dataset_json = truth["paths"]["data"]
-    predictor = _FakeHandPredictor()
+    predictor = FakePredictor("hand")
     out = tmp_path / "InterHand2.6M_val_MANO_NeuralAnnot.json"
     run_annotate(AnnotateConfig(dataset_json=dataset_json, checkpoint=None, out=out, model_dir=standin_dir),
                  predictor)
@@ -208,17 +207,21 @@ class _Prediction:
     mirrored: np.ndarray
 
 
-class _FakeHandPredictor:
-    """A Predictor that needs no image: per-sample parameters from the record key (LEFT-MANO for left hands)."""
+class FakePredictor:
+    """A Predictor that needs no image: per-sample parameters drawn from the record key (LEFT-MANO parameters
+    for left hands), kept in ``params`` for the test to compare against. ``part``: ``'hand'`` (MANO, 15 joints)
+    or ``'body'`` (SMPL-X, 21 joints)."""
 
     method = "fake"
-    part = "hand"
     needs_images = False
     input_size = 0
-    joint_set = "hand_21"
     is_standin = True
 
-    def __init__(self) -> None:
+    def __init__(self, part: str = "hand", transl_m: tuple[float, float, float] = (0.01, -0.02, 1.0)) -> None:
+        self.part = part
+        self.joint_set = "hand_21" if part == "hand" else "coco_wholebody_23"
+        self._joints = 15 if part == "hand" else 21
+        self._transl = np.asarray(transl_m, np.float64)
         self.params: dict[str, dict[str, np.ndarray]] = {}
 
     def describe(self):
@@ -227,8 +230,8 @@ class _FakeHandPredictor:
     def predict_samples(self, samples, keys, mirrored, batch):
         for k in keys:
             rng = np.random.default_rng(list(k.encode()))
-            self.params[k] = {"root": rng.normal(0, 1, 3), "pose": rng.normal(0, 0.2, (15, 3)),
-                              "betas": rng.normal(0, 1, 10), "transl": np.array([0.01, -0.02, 1.0])}
+            self.params[k] = {"root": rng.normal(0, 1, 3), "pose": rng.normal(0, 0.2, (self._joints, 3)),
+                              "betas": rng.normal(0, 1, 10), "transl": self._transl.copy()}
         p = [self.params[k] for k in keys]
         return _Prediction(root_rotvec=np.stack([x["root"] for x in p]), pose_rotvecs=np.stack([x["pose"] for x in p]),
                            betas=np.stack([x["betas"] for x in p]), transl_cam_m=np.stack([x["transl"] for x in p]),
