@@ -161,6 +161,70 @@ def test_aux_hand_set_matches_numpy_reference(frei_set, standin_dir, tmp_path):
     assert m.mpjpe_mm > 1.0 and 0.0 < m.pck_auc_pa <= 1.0 and m.pa_mpjpe_mm <= m.mpjpe_mm
 
 
+def test_hand_mesh_f_scores_freihand_protocol(frei_set, standin_dir, tmp_path):
+    """With mesh GT (--gt), hands get FreiHAND's F@5mm / F@15mm of the Procrustes-aligned mesh: 1 for exact
+    parameters, and for perturbed ones the value of an independent numpy computation (float64 meshes, SVD
+    similarity Procrustes, brute-force nearest neighbours)."""
+    from neuralannot_cli.body import load_body_model
+    from neuralannot_cli.evaluate.direct import evaluate_direct
+
+    hidden = _hidden(frei_set, "training")
+    model = load_body_model("mano", model_dir=standin_dir, dtype=torch.float64)
+
+    def records(noise: float) -> list[ManoRecord]:
+        rng = np.random.default_rng(2)
+        out = []
+        for e in hidden["annotations"].values():
+            p = e["params_cam"]
+            ids = {"image_number": e["ids"]["index"]}
+            out.append(ManoRecord(key=record_key("freihand", ids), ids=ids, hand_type="right",
+                                  root_rotvec=np.asarray(p["root_rotvec"]).reshape(3),
+                                  hand_pose_rotvecs=np.asarray(p["hand_pose_rotvecs"]).reshape(15, 3)
+                                  + rng.normal(0, noise, (15, 3)),
+                                  betas=np.asarray(p["betas"]).reshape(-1)[:10], transl_m=np.asarray(p["transl_m"]).reshape(3),
+                                  focal_px=e["focal_px"], princpt_px=e["princpt_px"]))
+        return out
+
+    def verts_mm(r) -> np.ndarray:
+        out = model(root_rotvec=torch.tensor(r.root_rotvec[None]), hand_pose_rotvecs=torch.tensor(r.hand_pose_rotvecs[None]),
+                    betas=torch.tensor(r.betas[None]), transl_m=torch.tensor(r.transl_m[None]))
+        return out.vertices[0].numpy() * 1000.0
+
+    def procrustes(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # x mapped onto y, with scale
+        mx, my = x.mean(0), y.mean(0)
+        xc, yc = x - mx, y - my
+        u, sv, vt = np.linalg.svd(xc.T @ yc)
+        d = np.sign(np.linalg.det(u @ vt))
+        e = np.diag([1.0, 1.0, d])
+        rot = (u @ e @ vt).T
+        scale = (sv * np.diag(e)).sum() / (xc ** 2).sum()
+        return scale * xc @ rot.T + my
+
+    def f_ref(a: np.ndarray, b: np.ndarray, th: float) -> float:
+        d = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
+        p, r = (d.min(1) < th).mean(), (d.min(0) < th).mean()
+        return 0.0 if p + r == 0 else 2 * p * r / (p + r)
+
+    gt_file = frei_set / "annotations" / "synth_hidden_gt_training.json"
+    exact = evaluate_direct({"h": _write(records(0.0), tmp_path / "exact.json", "freihand")},
+                            frei_set / "training_xyz.json", hidden_gt=gt_file, model_dir=standin_dir).methods[0]
+    assert exact.num_mesh == 3 and exact.f_score_5mm == pytest.approx(1.0) and exact.f_score_15mm == pytest.approx(1.0)
+    noisy_recs = records(0.3)
+    noisy = evaluate_direct({"h": _write(noisy_recs, tmp_path / "noisy.json", "freihand")},
+                            frei_set / "training_xyz.json", hidden_gt=gt_file, model_dir=standin_dir).methods[0]
+    exact_recs = records(0.0)
+    ref5, ref15 = [], []
+    for r, g in zip(noisy_recs, exact_recs):
+        aligned, gv = procrustes(verts_mm(r), verts_mm(g)), verts_mm(g)
+        ref5.append(f_ref(aligned, gv, 5.0))
+        ref15.append(f_ref(aligned, gv, 15.0))
+    print("F@5 / F@15 of the perturbed hands:", noisy.f_score_5mm, noisy.f_score_15mm)
+    assert 0.0 < noisy.f_score_5mm < 1.0 and noisy.f_score_5mm <= noisy.f_score_15mm
+    assert noisy.f_score_5mm == pytest.approx(np.mean(ref5), abs=1e-3)
+    assert noisy.f_score_15mm == pytest.approx(np.mean(ref15), abs=1e-3)
+    assert noisy.summary()["f_score_5mm"] == pytest.approx(noisy.f_score_5mm, abs=1e-4)
+
+
 def test_overlay_mask_covers_the_person(coco_set, standin_dir, tmp_path):
     from neuralannot_cli.evaluate.direct import BodyModels
     from neuralannot_cli.evaluate.overlay import read_image_rgb, render_overlays, render_record

@@ -154,3 +154,26 @@ def test_shape_errors_are_value_errors():
         M.pa_mpjpe(torch.zeros(2, 5, 3), torch.zeros(2, 5, 3), valid=torch.ones(5))
     with pytest.raises(ValueError):
         M.pck_auc(torch.zeros(3), lo=5, hi=5)
+
+
+def test_f_score_against_hand_counts_and_a_brute_force_reference():
+    """FreiHAND's F-score: precision / recall are the fractions of points whose nearest neighbour in the other set
+    is closer than the threshold (strict), F = 2PR / (P + R)."""
+    gt = torch.tensor([[[0.0, 0, 0], [10, 0, 0], [20, 0, 0], [30, 0, 0]]], dtype=torch.float64)
+    pred = torch.tensor([[[1.0, 0, 0], [10, 4, 0], [26, 0, 0]]], dtype=torch.float64)  # 1, 4, 4 mm (26 <-> 30)
+    # threshold 5: pred all within (3/3); gt: 0 (1), 10 (4), 20 (6 > 5 to 26), 30 (4) -> 3/4
+    assert float(M.f_score(pred, gt, 5.0)[0]) == pytest.approx(2 * 1 * 0.75 / 1.75)
+    # threshold 4 (strict): pred 1/3 (only the 1 mm one); gt 1/4 -> F = 2 (1/3)(1/4) / (7/12) = 2/7
+    assert float(M.f_score(pred, gt, 4.0)[0]) == pytest.approx(2 / 7)
+    assert float(M.f_score(pred + 100.0, gt, 5.0)[0]) == 0.0  # nothing close: P = R = 0 -> 0, not NaN
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 10, (3, 50, 3)), rng.normal(0, 10, (3, 40, 3))
+    got = M.f_score(a, b, 5.0).numpy()
+    for i in range(3):  # float64 brute force
+        d = np.sqrt(((a[i][:, None] - b[i][None]) ** 2).sum(-1))
+        p, r = (d.min(1) < 5.0).mean(), (d.min(0) < 5.0).mean()
+        assert got[i] == pytest.approx(0.0 if p + r == 0 else 2 * p * r / (p + r), abs=1e-12)
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        M.f_score(a[:2], b, 5.0)
+    with pytest.raises(ValueError, match="threshold"):
+        M.f_score(a, b, 0.0)

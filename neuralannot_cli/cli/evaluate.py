@@ -105,13 +105,14 @@ def direct(
         fail(f"{exc.filename or out}: {exc.strerror or exc}")
     table = Table(title=f"direct evaluation: {report.kind} ({report.part})" + (" vs hidden GT" if gt else ""))
     for col in ("method", "records", "matched", "MPJPE mm", "PA-MPJPE mm", "MPVPE mm", "PA-MPVPE mm", "2D px",
-                *(["AUC PA 0-50"] if report.part == "hand" else []), "time s", "img/s"):
+                *(["AUC PA 0-50", "F@5mm", "F@15mm"] if report.part == "hand" else []), "time s", "img/s"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for m in report.methods:
         s = m.summary()
         table.add_row(m.name, str(m.num_records), f"{m.num_matched} ({m.num_3d} 3D)", _fmt(s["mpjpe_mm"]),
                       _fmt(s["pa_mpjpe_mm"]), _fmt(s["mpvpe_mm"]), _fmt(s["pa_mpvpe_mm"]), _fmt(s["error_2d_px"], 2),
-                      *([_fmt(s["pck_auc_pa_0_50mm"], 3)] if report.part == "hand" else []),
+                      *([_fmt(s["pck_auc_pa_0_50mm"], 3), _fmt(s["f_score_5mm"], 3), _fmt(s["f_score_15mm"], 3)]
+                        if report.part == "hand" else []),
                       _fmt(s["seconds"], 1), _fmt(s["images_per_s"], 1))
     Console(width=200).print(table)
     for key, p in paths.items():
@@ -231,7 +232,7 @@ def indirect(
     s = result.summary()
     typer.echo(f"{result.estimator} ({result.part}) trained on {result.num_train} pseudo-GT samples "
                f"({result.train_seconds:.1f} s), tested on {result.num_test}:")
-    for key in ("mpjpe_mm", "pa_mpjpe_mm", "mpvpe_mm", "pa_mpvpe_mm", "pck_auc_pa"):
+    for key in ("mpjpe_mm", "pa_mpjpe_mm", "mpvpe_mm", "pa_mpvpe_mm", "pck_auc_pa", "f_score_5mm", "f_score_15mm"):
         if s[key] is not None:
             typer.echo(f"  {key}: {s[key]:.3f}")
     if result.num_test_in_train:

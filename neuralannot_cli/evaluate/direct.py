@@ -13,6 +13,8 @@ of its image, takes the joints of the GT's joint set and computes, per record:
   the valid GT joints only (``GroundTruth.joints_3d_valid``, e.g. InterHand2.6M ``joint_valid``); mean over
   joints per sample, then over samples (:func:`joint_errors_mm`);
 - ``pa_mpjpe_mm``: the same after the similarity Procrustes alignment on those joints (:mod:`.metrics`);
+- ``f_score_5mm`` / ``f_score_15mm`` (hands): FreiHAND's mesh F-scores of the Procrustes-aligned mesh
+  (:func:`~.metrics.f_score`);
 - ``mpvpe_mm`` / ``pa_mpvpe_mm``: mesh vertices against the hidden GT parameters forwarded through the same
   body model (only when the record and the GT use the same model type; each mesh translated by its own root
   regressed from the posed mesh, ``J_regressor[0] @ vertices``: SMPL-X pelvis, MANO wrist, as Hand4Whole's
@@ -147,6 +149,8 @@ class MethodResult:
     per_sample_pa_mpjpe_mm: np.ndarray = field(default_factory=lambda: np.zeros(0))
     per_sample_error_2d_px: np.ndarray = field(default_factory=lambda: np.zeros(0))
     keys_3d: tuple[str, ...] = ()
+    f_score_5mm: float = float("nan")
+    f_score_15mm: float = float("nan")
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready scalars (NaN -> None) plus the per-joint means."""
@@ -160,6 +164,7 @@ class MethodResult:
             "mpjpe_mm": f(self.mpjpe_mm), "pa_mpjpe_mm": f(self.pa_mpjpe_mm), "mpvpe_mm": f(self.mpvpe_mm),
             "pa_mpvpe_mm": f(self.pa_mpvpe_mm), "error_2d_px": f(self.error_2d_px),
             "pck_auc_pa_0_50mm": f(self.pck_auc_pa),
+            "f_score_5mm": f(self.f_score_5mm), "f_score_15mm": f(self.f_score_15mm),
             "median_pa_mpjpe_mm": f(float(np.median(self.per_sample_pa_mpjpe_mm))
                                     if self.per_sample_pa_mpjpe_mm.size else None),
             "seconds": f(self.seconds), "images_per_s": f(self.images_per_s),
@@ -510,6 +515,7 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
         side = getattr(r, "hand_type", None)
         groups.setdefault((r.model_type, side, g.joint_set, g.num_joints), []).append(k)
     e3d, epa, e2d, mesh, mesh_pa, pj, pjpa, pjw, keys3d, auc_err, auc_w = [], [], [], [], [], [], [], [], [], [], []
+    fs5, fs15 = [], []
     joint_names: tuple[str, ...] = ()
     done = 0
     for (mt, side, js, nj), ks in groups.items():
@@ -557,6 +563,10 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
             gv = torch.tensor(gverts * 1000.0)
             mesh.append(M.mpvpe(pv, gv, torch.tensor(roots[idxm] * 1000.0), torch.tensor(groots * 1000.0)).numpy())
             mesh_pa.append(M.pa_mpvpe(pv, gv).numpy())
+            if mt == "mano":  # FreiHAND's mesh F-scores, on the Procrustes-aligned mesh
+                aligned = M.procrustes_align(pv, gv)
+                fs5.append(M.f_score(aligned, gv, M.FREIHAND_F_SCORE_MM[0]).numpy())
+                fs15.append(M.f_score(aligned, gv, M.FREIHAND_F_SCORE_MM[1]).numpy())
         done += len(ks)
         if on_progress is not None:
             on_progress(done, len(keys))
@@ -575,7 +585,7 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
         per_joint_pa_mpjpe_mm=(M.per_joint_mean(np.concatenate(pjpa), np.concatenate(pjw)).numpy()
                                if pjpa else np.zeros(0)),
         per_sample_mpjpe_mm=cat(e3d), per_sample_pa_mpjpe_mm=cat(epa), per_sample_error_2d_px=per_sample_2d,
-        keys_3d=tuple(keys3d),
+        keys_3d=tuple(keys3d), f_score_5mm=_nanmean(cat(fs5)), f_score_15mm=_nanmean(cat(fs15)),
     )
 
 

@@ -128,6 +128,8 @@ class IndirectResult:
     pa_mpvpe_mm: float
     pck_auc_pa: float
     num_test_in_train: int = 0
+    f_score_5mm: float = float("nan")
+    f_score_15mm: float = float("nan")
 
     def summary(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.__dict__.items()}
@@ -432,7 +434,8 @@ def score_predictions(pred_j: torch.Tensor, pred_v: torch.Tensor, pred_r: torch.
 
     Returns:
         ``num_test``, ``num_test_in_train``, ``mpjpe_mm``, ``pa_mpjpe_mm``, and where the hidden GT has
-        parameters ``mpvpe_mm`` / ``pa_mpvpe_mm`` (else NaN), ``pck_auc_pa`` for hands (else NaN).
+        parameters ``mpvpe_mm`` / ``pa_mpvpe_mm`` (else NaN), ``pck_auc_pa`` for hands (else NaN), and for
+        hands with GT meshes FreiHAND's ``f_score_5mm`` / ``f_score_15mm`` (else NaN).
     """
     from neuralannot_cli.evaluate.direct import _gt_params, _nanmean, forward_params, joint_errors_mm
 
@@ -444,7 +447,8 @@ def score_predictions(pred_j: torch.Tensor, pred_v: torch.Tensor, pred_r: torch.
            "num_test_in_train": float(sum(str(gts[k].image_path) in seen for k in keys)),
            "mpjpe_mm": _nanmean(M.masked_mean(mp, w).numpy()),
            "pa_mpjpe_mm": _nanmean(M.masked_mean(pa, w).numpy()),
-           "mpvpe_mm": float("nan"), "pa_mpvpe_mm": float("nan"), "pck_auc_pa": float("nan")}
+           "mpvpe_mm": float("nan"), "pa_mpvpe_mm": float("nan"), "pck_auc_pa": float("nan"),
+           "f_score_5mm": float("nan"), "f_score_15mm": float("nan")}
     if part == "hand":
         res["pck_auc_pa"] = M.pck_auc(pa, valid=w)[0]
     idxm = [i for i, k in enumerate(keys) if gts[k].params_cam is not None and gts[k].model_type == mt]
@@ -454,6 +458,10 @@ def score_predictions(pred_j: torch.Tensor, pred_v: torch.Tensor, pred_r: torch.
         gv_t, groot_t = torch.tensor(gv * 1000.0), torch.tensor(groot * 1000.0)
         res["mpvpe_mm"] = float(M.mpvpe(pred_v[idxm], gv_t, pred_r[idxm], groot_t).mean())
         res["pa_mpvpe_mm"] = float(M.pa_mpvpe(pred_v[idxm], gv_t).mean())
+        if part == "hand":  # FreiHAND's mesh F-scores, on the Procrustes-aligned mesh
+            aligned = M.procrustes_align(pred_v[idxm], gv_t)
+            res["f_score_5mm"] = float(M.f_score(aligned, gv_t, M.FREIHAND_F_SCORE_MM[0]).mean())
+            res["f_score_15mm"] = float(M.f_score(aligned, gv_t, M.FREIHAND_F_SCORE_MM[1]).mean())
     return res
 
 
@@ -481,4 +489,5 @@ def run_indirect(config: IndirectConfig, on_progress: Callable[[int, int, float]
                           train_seconds=round(info["seconds"], 3), final_train_loss=info["final_loss"],
                           mpjpe_mm=res["mpjpe_mm"], pa_mpjpe_mm=res["pa_mpjpe_mm"], mpvpe_mm=res["mpvpe_mm"],
                           pa_mpvpe_mm=res["pa_mpvpe_mm"], pck_auc_pa=res["pck_auc_pa"],
-                          num_test_in_train=int(res["num_test_in_train"]))
+                          num_test_in_train=int(res["num_test_in_train"]), f_score_5mm=res["f_score_5mm"],
+                          f_score_15mm=res["f_score_15mm"])

@@ -48,9 +48,13 @@ __all__ = [
     "keypoint_error_2d",
     "pck_curve",
     "pck_auc",
+    "f_score",
     "FREIHAND_PCK_MM",
+    "FREIHAND_F_SCORE_MM",
 ]
 
+FREIHAND_F_SCORE_MM: tuple[float, float] = (5.0, 15.0)
+"""Distance thresholds (mm) of FreiHAND's mesh F-scores (``F@5mm``, ``F@15mm``; lmb-freiburg/freihand ``eval.py``)."""
 FREIHAND_PCK_MM: tuple[float, float, int] = (0.0, 50.0, 100)
 """``(lo, hi, steps)`` of the FreiHAND PCK curve in millimetres (``np.linspace(0, 0.05, 100)`` metres)."""
 
@@ -277,3 +281,26 @@ def pck_auc(errors, lo: float = FREIHAND_PCK_MM[0], hi: float = FREIHAND_PCK_MM[
     curve = pck_curve(errors, thr, valid)
     auc = torch.trapezoid(curve, thr.to(curve.device)) / (hi - lo)
     return float(auc), thr, curve
+
+
+def f_score(pred_points, gt_points, threshold: float) -> torch.Tensor:
+    """Per-sample F-score of two point sets at ``threshold`` (same unit), ``(batch,)`` float64.
+
+    As FreiHAND's evaluation (on Procrustes-aligned meshes): precision = fraction of predicted points whose
+    nearest GT point is closer than ``threshold``, recall = fraction of GT points whose nearest predicted point
+    is, ``F = 2 P R / (P + R)`` (0 when both are 0). Strict ``<`` as there.
+
+    Args:
+        pred_points: ``(batch, N, 3)``; gt_points: ``(batch, M, 3)`` (the point counts may differ).
+    """
+    pred = _t(pred_points, "pred_points", "f_score", last=3, ndim=3).to(torch.float64)
+    gt = _t(gt_points, "gt_points", "f_score", last=3, ndim=3).to(device=pred.device, dtype=torch.float64)
+    if pred.shape[0] != gt.shape[0]:
+        raise ValueError(f"f_score: batch sizes differ: {pred.shape[0]} vs {gt.shape[0]}")
+    if not threshold > 0:
+        raise ValueError(f"f_score: threshold must be > 0, got {threshold}")
+    d = torch.cdist(pred, gt)  # (batch, N, M)
+    precision = (d.min(dim=2).values < threshold).to(torch.float64).mean(-1)
+    recall = (d.min(dim=1).values < threshold).to(torch.float64).mean(-1)
+    denom = precision + recall
+    return torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-300), torch.zeros_like(denom))
