@@ -65,6 +65,24 @@ def _coco_records(hidden: dict, transl_offset_m=(0.0, 0.0, 0.0), pose_noise=0.0,
     return out
 
 
+def _frei_records(hidden: dict, root_noise: float = 0.0, pose_noise: float = 0.0, seed: int = 0) -> list[ManoRecord]:
+    """Right-hand records of the FreiHAND hidden GT, optionally perturbed (root noise drawn before pose noise)."""
+    rng = np.random.default_rng(seed)
+    recs = []
+    for e in hidden["annotations"].values():
+        p = e["params_cam"]
+        ids = {"image_number": e["ids"]["index"]}
+        root = np.asarray(p["root_rotvec"], np.float64).reshape(3)
+        if root_noise:
+            root = root + rng.normal(0, root_noise, 3)
+        pose = np.asarray(p["hand_pose_rotvecs"], np.float64).reshape(15, 3) + rng.normal(0, pose_noise, (15, 3))
+        recs.append(ManoRecord(key=record_key("freihand", ids), ids=ids, hand_type="right", root_rotvec=root,
+                               hand_pose_rotvecs=pose, betas=np.asarray(p["betas"]).reshape(-1)[:10],
+                               transl_m=np.asarray(p["transl_m"]).reshape(3), focal_px=e["focal_px"],
+                               princpt_px=e["princpt_px"]))
+    return recs
+
+
 def _write(records, path: Path, kind: str, seconds: float = 2.0) -> Path:
     write_pseudo_gt_json(records, path, dataset_kind=kind)
     write_meta(path, {"dataset_kind": kind, "seconds": seconds, "images_per_s": len(records) / seconds,
@@ -133,17 +151,7 @@ def test_aux_hand_set_matches_numpy_reference(frei_set, standin_dir, tmp_path):
     from neuralannot_cli.data.loaders import load_dataset
     from neuralannot_cli.evaluate.direct import evaluate_direct
 
-    hidden = _hidden(frei_set, "training")
-    rng = np.random.default_rng(1)
-    recs = []
-    for e in hidden["annotations"].values():
-        p = e["params_cam"]
-        ids = {"image_number": e["ids"]["index"]}
-        recs.append(ManoRecord(key=record_key("freihand", ids), ids=ids, hand_type="right",
-                               root_rotvec=np.asarray(p["root_rotvec"]) + rng.normal(0, 0.1, 3),
-                               hand_pose_rotvecs=np.asarray(p["hand_pose_rotvecs"]) + rng.normal(0, 0.2, (15, 3)),
-                               betas=p["betas"], transl_m=p["transl_m"], focal_px=e["focal_px"],
-                               princpt_px=e["princpt_px"]))
+    recs = _frei_records(_hidden(frei_set, "training"), root_noise=0.1, pose_noise=0.2, seed=1)
     path = _write(recs, tmp_path / "hands.json", "freihand")
     report = evaluate_direct({"h": path}, frei_set / "training_xyz.json", model_dir=standin_dir)
     m = report.methods[0]
@@ -172,18 +180,7 @@ def test_hand_mesh_f_scores_freihand_protocol(frei_set, standin_dir, tmp_path):
     model = load_body_model("mano", model_dir=standin_dir, dtype=torch.float64)
 
     def records(noise: float) -> list[ManoRecord]:
-        rng = np.random.default_rng(2)
-        out = []
-        for e in hidden["annotations"].values():
-            p = e["params_cam"]
-            ids = {"image_number": e["ids"]["index"]}
-            out.append(ManoRecord(key=record_key("freihand", ids), ids=ids, hand_type="right",
-                                  root_rotvec=np.asarray(p["root_rotvec"]).reshape(3),
-                                  hand_pose_rotvecs=np.asarray(p["hand_pose_rotvecs"]).reshape(15, 3)
-                                  + rng.normal(0, noise, (15, 3)),
-                                  betas=np.asarray(p["betas"]).reshape(-1)[:10], transl_m=np.asarray(p["transl_m"]).reshape(3),
-                                  focal_px=e["focal_px"], princpt_px=e["princpt_px"]))
-        return out
+        return _frei_records(hidden, pose_noise=noise, seed=2)
 
     def verts_mm(r) -> np.ndarray:
         out = model(root_rotvec=torch.tensor(r.root_rotvec[None]), hand_pose_rotvecs=torch.tensor(r.hand_pose_rotvecs[None]),

@@ -58,7 +58,6 @@ __all__ = [
     "EVAL_JOINTS_EXCLUDED",
     "joint_errors_mm",
     "mesh_root",
-    "infer_dataset",
     "load_samples",
     "load_ground_truth",
     "forward_params",
@@ -358,14 +357,6 @@ def _hidden_keys(kind: str, part: Part, entry: Mapping[str, Any]) -> list[tuple[
     return [(record_key(kind, ids, None), side, None)]
 
 
-def infer_dataset(dataset_json: str | os.PathLike, kind: str = "auto") -> tuple[str, Path, dict[str, Any]]:
-    """``(kind, root, loader options)`` of a dataset file, as ``neuralannot annotate`` infers them
-    (:func:`neuralannot_cli.io.annotate_run.infer_dataset`; 3DPW: ``3DPW_{split}.json`` -> ``3dpw``)."""
-    from neuralannot_cli.io.annotate_run import infer_dataset as infer
-
-    return infer(Path(dataset_json), kind)
-
-
 def load_samples(dataset_json: str | os.PathLike, kind: str = "auto", *, part: Part = "body",
                  model_dir: str | os.PathLike | None = None, gt_3d: bool = True,
                  device: torch.device | str = "cpu") -> tuple[str, dict[str, Any]]:
@@ -379,6 +370,7 @@ def load_samples(dataset_json: str | os.PathLike, kind: str = "auto", *, part: P
     only the images and boxes).
     """
     from neuralannot_cli.data.loaders import load_dataset
+    from neuralannot_cli.io.annotate_run import infer_dataset
     from neuralannot_cli.io.pseudo_gt import record_key
     from neuralannot_cli.train.datasets import part_aux_samples, part_target_samples
 

@@ -341,10 +341,10 @@ def fit_estimator(net: nn.Module, dataset: Any, cfg: Any, batch_loss: Callable[[
     gen = torch.Generator()
     # BatchNorm cannot normalise a batch of one sample in training mode (the i2l depth head always, the
     # regressor's pooled features at small crops): a last batch of one is dropped (another sample each epoch)
-    n = len(dataset)
+    num_items = len(dataset)
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=gen,
                                          num_workers=cfg.workers,
-                                         drop_last=n > cfg.batch_size and n % cfg.batch_size == 1)
+                                         drop_last=num_items > cfg.batch_size and num_items % cfg.batch_size == 1)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     work_dir, step = cfg.work_dir, _state_step(cfg)
     start, last, seconds_before = 0, float("nan"), 0.0
