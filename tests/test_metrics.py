@@ -139,6 +139,53 @@ def test_pck_curve_by_hand_and_mean_over_joints():
     assert auc == pytest.approx((0 + 0 + 0.5 * 10 + 10 + 10) / 40)  # trapezoid of 0,0,1,1,1
 
 
+def _mpii_3d_pck_reference(errors: np.ndarray) -> tuple[float, float]:
+    """``errors (frames, 17)`` -> (3DPCK, AUC) as ``mpii_compute_3d_pck.m`` computes them: per joint group of
+    ``mpii_get_pck_auc_joint_groups.m`` (1-based joint numbers), then the size-weighted total; AUC = 100 x the
+    plain mean of the total curve over ``0:5:150``."""
+    groups = ([1, 17], [2], [3, 6], [4, 7], [5, 8], [16], [9, 12, 15], [10, 13], [11, 14])
+    thresh = np.arange(0, 151, 5)
+    nf = errors.shape[0]
+    total_curve, total_pck, joint_count = np.zeros(len(thresh)), 0.0, 0
+    for g in groups:
+        e = errors[:, [j - 1 for j in g]]
+        curve = np.array([(e < t).sum() / (len(g) * nf) for t in thresh])
+        total_curve += curve * len(g)
+        total_pck += 100 * (e < 150).sum() / (len(g) * nf) * len(g)
+        joint_count += len(g)
+    total_curve /= joint_count
+    return total_pck / joint_count, 100 * total_curve.sum() / len(thresh)
+
+
+def test_pck_3d_by_hand_and_against_the_mpii_script():
+    # one joint, five frames: correct strictly below t; 3DPCK@150 = 3/5; AUC: each error is below
+    # 30, 29, 1, 0, 0 of the 31 thresholds 0:5:150 -> 100 * 60 / 155
+    pck, auc, thr, curve = M.pck_3d(torch.tensor([0.0, 5.0, 149.9, 150.0, 200.0]))
+    assert pck == pytest.approx(60.0) and auc == pytest.approx(100 * 60 / 155)
+    assert thr.shape == (31,) and thr[0] == 0 and thr[-1] == 150 and curve[0] == 0
+    # errors uniform on [0, 300): PCK(t) = t / 300 -> 3DPCK 50 %, AUC = 100 * mean(t) / 300 = 25 %
+    n = 6000
+    uni = (np.arange(n) + 0.5) / n * 300.0
+    pck, auc, _, _ = M.pck_3d(np.stack([uni, uni[::-1]], 1))
+    assert pck == pytest.approx(50.0, abs=0.02) and auc == pytest.approx(25.0, abs=0.02)
+    # 17 joints with a spread of errors: the group-wise script's numbers
+    rng = np.random.default_rng(0)
+    err = np.abs(rng.normal(0, 90, (40, 17))) * rng.uniform(0.5, 1.5, 17)
+    ref_pck, ref_auc = _mpii_3d_pck_reference(err)
+    pck, auc, _, _ = M.pck_3d(err)
+    assert pck == pytest.approx(ref_pck, abs=1e-9) and auc == pytest.approx(ref_auc, abs=1e-9)
+    assert 10.0 < ref_pck < 99.0  # neither trivial end
+    # invalid entries count neither as correct nor in the total
+    valid = np.ones_like(err)
+    valid[:5, 3] = 0
+    keep = err[valid > 0]
+    pck, auc, _, _ = M.pck_3d(err, valid)
+    assert pck == pytest.approx(100 * (keep < 150).mean())
+    assert np.isnan(M.pck_3d(err, np.zeros_like(err))[0])
+    with pytest.raises(ValueError, match="multiple of step"):
+        M.pck_3d(err, lo=0.0, hi=150.0, step=7.0)
+
+
 def test_per_joint_mean():
     err = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
     np.testing.assert_allclose(M.per_joint_mean(err).numpy(), [2.0, 4.0])

@@ -25,6 +25,11 @@ Definitions
   of these per-joint PCKs; AUC = trapezoidal integral of the curve over the thresholds divided by
   ``hi - lo`` (so AUC is in [0, 1]; 1 = every error is 0). FreiHAND evaluates it on the Procrustes
   aligned keypoints (and meshes).
+- **3DPCK and AUC (MPI-INF-3DHP protocol)**: ``mpii_compute_3d_pck.m`` of the MPI-INF-3DHP test-set
+  utilities: per-joint errors after root alignment at the pelvis (no Procrustes), a joint is correct when
+  its error is strictly ``< t``; 3DPCK = percentage of correct joints at ``t = 150`` mm, pooled over all
+  joints of all frames (the script's joint groups cover all 17 joints, weighted by their sizes); AUC =
+  ``100 * mean`` of the PCK curve over ``t = 0:5:150`` mm (31 thresholds; a plain mean, not a trapezoid).
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ __all__ = [
     "pck_curve",
     "pck_auc",
     "f_score",
+    "pck_3d",
     "FREIHAND_PCK_MM",
+    "MPI3DHP_PCK_MM",
     "FREIHAND_F_SCORE_MM",
 ]
 
@@ -57,6 +64,8 @@ FREIHAND_F_SCORE_MM: tuple[float, float] = (5.0, 15.0)
 """Distance thresholds (mm) of FreiHAND's mesh F-scores (``F@5mm``, ``F@15mm``; lmb-freiburg/freihand ``eval.py``)."""
 FREIHAND_PCK_MM: tuple[float, float, int] = (0.0, 50.0, 100)
 """``(lo, hi, steps)`` of the FreiHAND PCK curve in millimetres (``np.linspace(0, 0.05, 100)`` metres)."""
+MPI3DHP_PCK_MM: tuple[float, float, float] = (0.0, 150.0, 5.0)
+"""``(lo, hi, step)`` of the MPI-INF-3DHP PCK curve in millimetres (``thresh = 0:5:150``); 3DPCK is read at ``hi``."""
 
 
 def _t(x, name: str, fn: str, last: int | None = None, ndim: int | None = None) -> torch.Tensor:
@@ -304,3 +313,39 @@ def f_score(pred_points, gt_points, threshold: float) -> torch.Tensor:
     recall = (d.min(dim=1).values < threshold).to(torch.float64).mean(-1)
     denom = precision + recall
     return torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-300), torch.zeros_like(denom))
+
+
+def pck_3d(errors, valid=None, *, lo: float = MPI3DHP_PCK_MM[0], hi: float = MPI3DHP_PCK_MM[1],
+           step: float = MPI3DHP_PCK_MM[2]) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """MPI-INF-3DHP 3DPCK and AUC (percent) of root-aligned per-joint errors (``mpii_compute_3d_pck.m``).
+
+    Args:
+        errors: ``(samples, joints)`` root-aligned per-joint errors in mm (:func:`mpjpe` with
+            ``per_joint=True``, root = pelvis); a 1D ``(samples,)`` tensor is one joint.
+        valid: optional ``(samples, joints)`` mask; invalid entries count neither as correct nor in the total.
+        lo, hi, step: the thresholds ``lo:step:hi`` (inclusive of ``hi``), mm.
+
+    Returns:
+        ``(pck_at_hi, auc, thresholds (T,), pck (T,))``: ``pck_at_hi`` = 100 x the fraction of valid joint
+        errors strictly below ``hi``; the curve is that fraction at each threshold (pooled over joints and
+        samples, in [0, 1]); ``auc`` = 100 x its mean. NaN (and a NaN curve) without any valid entry.
+    """
+    if not hi > lo or not step > 0:
+        raise ValueError(f"pck_3d: need hi > lo and step > 0, got lo={lo}, hi={hi}, step={step}")
+    err = _t(errors, "errors", "pck_3d")
+    if err.ndim == 1:
+        err = err[:, None]
+    if err.ndim != 2:
+        raise ValueError(f"pck_3d: errors must be (samples, joints), got shape {tuple(err.shape)}")
+    err = err.to(torch.float64)
+    count = int(round((hi - lo) / step))
+    if abs(lo + count * step - hi) > 1e-9 * max(1.0, abs(hi)):
+        raise ValueError(f"pck_3d: (hi - lo) must be a multiple of step, got lo={lo}, hi={hi}, step={step}")
+    thr = lo + step * torch.arange(count + 1, dtype=torch.float64, device=err.device)
+    mask = (_weights(valid, err, "pck_3d") > 0).to(torch.float64)
+    total = mask.sum()
+    if total <= 0:
+        nan = torch.full_like(thr, float("nan"))
+        return float("nan"), float("nan"), thr, nan
+    curve = ((err[None] < thr[:, None, None]).to(torch.float64) * mask[None]).sum((1, 2)) / total  # (T,)
+    return float(100.0 * curve[-1]), float(100.0 * curve.mean()), thr, curve
