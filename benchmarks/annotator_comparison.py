@@ -28,8 +28,10 @@ What runs (all in this process, the library API the CLI calls):
 5. ``evaluate_direct``: aux = MPJPE (root-aligned) / PA-MPJPE against the dataset's GT 3D joints (h36m_17);
    target = PA-MPJPE against the hidden GT 3D (coco_wholebody_133 body joints) and 2D error (px) against the
    exact GT projections. The aux set's pseudo-GT files use the field's world-frame Human3.6M layout: ONE
-   record per frame although 4 cameras see it (the best-scoring view is kept, for both methods alike), so
-   about ``--count / 4`` aux samples are evaluated, each in the camera its record came from.
+   record per frame although 4 cameras see it (the best-scoring view is kept, for both methods alike); since
+   session 9 ``evaluate_direct`` scores that record in all 4 views, as the field's loaders use it (before, only
+   in the view it came from, ~``--count / 4`` samples). Root-relative 3D errors do not depend on the view, so
+   the aux 3D columns are the same either way.
 
 Wall time "target set": NeuralAnnot = training (once, on aux + target) + annotating the target set
 (end to end, the paper's claim); the baseline = fitting the target set. The aux-set annotation times are

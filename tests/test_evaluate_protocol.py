@@ -6,6 +6,8 @@
 - Invalid GT joints (InterHand2.6M ``joint_valid``) enter neither the errors nor the Procrustes alignment.
 - MPVPE translates each mesh by ``J_regressor[0] @ vertices`` (Hand4Whole ``data/EHF/EHF.py``).
 - ``evaluate indirect`` counts test images that were training images.
+- MPI-INF-3DHP 3DPCK@150 mm / AUC 0-150 mm (``mpii_compute_3d_pck.m`` with ``mpii_get_pck_auc_joint_groups.m``):
+  pelvis-aligned errors of all 17 joints, grouped and re-weighted as the script does.
 """
 
 from __future__ import annotations
@@ -170,6 +172,162 @@ def test_direct_hand_metrics_mask_invalid_gt_joints(standin_dir, tmp_path):
     assert np.isnan(m.per_joint_mpjpe_mm[7]) and np.isfinite(m.per_joint_mpjpe_mm[keep]).all()
 
 
+MPII_PCK_GROUPS = ([1, 17], [2], [3, 6], [4, 7], [5, 8], [16], [9, 12, 15], [10, 13], [11, 14])  # 1-based, verbatim
+
+
+def _mpii_pck_auc(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    """(3DPCK, AUC) in percent of ``(N, 17, 3)`` mm joints as the MPI-INF-3DHP MATLAB script: errors after
+    translating both skeletons to their pelvis (joint 15), per group, then the size-weighted total."""
+    err = np.linalg.norm((pred - pred[:, 14:15]) - (gt - gt[:, 14:15]), axis=-1)  # (N, 17)
+    thresh = np.arange(0, 151, 5)
+    curve, pck, count = np.zeros(len(thresh)), 0.0, 0
+    for g in MPII_PCK_GROUPS:
+        e = err[:, [j - 1 for j in g]]
+        curve += np.array([(e < t).mean() for t in thresh]) * len(g)
+        pck += 100 * (e < 150).mean() * len(g)
+        count += len(g)
+    return pck / count, 100 * (curve / count).mean()
+
+
+def test_score_predictions_mpi3dhp_pck_auc():
+    from neuralannot_cli.evaluate.direct import GroundTruth
+    from neuralannot_cli.evaluate.indirect import score_predictions
+
+    rng = np.random.default_rng(7)
+    gt = rng.normal(size=(6, 17, 3)) * 300.0 + np.array([0.0, 0.0, 4000.0])
+    pred = gt + rng.normal(size=gt.shape) * 70.0 + rng.normal(size=(6, 1, 3)) * 100.0
+    keys = [f"k{i}" for i in range(6)]
+    gts = {k: GroundTruth(key=k, joint_set="mpi3dhp_17", joints_3d_cam_mm=gt[i], image_path=Path(f"/i/{i}.jpg"))
+           for i, k in enumerate(keys)}
+    res = score_predictions(torch.tensor(pred), torch.zeros(6, 1, 3), torch.zeros(6, 3), torch.tensor(gt), keys,
+                            gts, "body", None)
+    ref_pck, ref_auc = _mpii_pck_auc(pred, gt)
+    assert 5.0 < ref_pck < 99.0
+    assert res["pck3d_150mm"] == pytest.approx(ref_pck, abs=1e-9)
+    assert res["auc3d_0_150mm"] == pytest.approx(ref_auc, abs=1e-9)
+    h36m = {k: GroundTruth(key=k, joint_set="h36m_17", joints_3d_cam_mm=g.joints_3d_cam_mm) for k, g in gts.items()}
+    res = score_predictions(torch.tensor(pred), torch.zeros(6, 1, 3), torch.zeros(6, 3), torch.tensor(gt), keys,
+                            h36m, "body", None)
+    assert np.isnan(res["pck3d_150mm"]) and np.isnan(res["auc3d_0_150mm"])  # a Human3.6M protocol has none
+
+
+def _mpi_set(standin_dir, root: Path, noise: float = 0.35):
+    """A 4-view MPI-INF-3DHP-format set (one frame) and camera-frame records of it with pose noise, each carrying
+    its extrinsics and rest pelvis (what ``annotate`` writes into the field's world-frame layout)."""
+    from neuralannot_cli.body import load_body_model
+    from neuralannot_cli.data.synth import SynthConfig, generate
+    from neuralannot_cli.io.pseudo_gt import SmplxRecord, record_key
+
+    torch.set_num_threads(1)
+    generate(SynthConfig(kind="mpi3dhp", out_dir=root, count=4, image_size=64, seed=1, model_dir=standin_dir))
+    hidden = json.loads((root / "annotations" / "synth_hidden_gt_train.json").read_text())
+    model = load_body_model("smplx", model_dir=standin_dir, dtype=torch.float64)
+    rng = np.random.default_rng(2)
+    recs = {}
+    for e in hidden["annotations"].values():
+        p = e["params_cam"]
+        betas = np.asarray(p["betas"])
+        with torch.no_grad():
+            rest = model(betas=torch.tensor(betas[None])).kinematic_joints[0, 0].numpy()
+        r = SmplxRecord(key=record_key("mpi3dhp", e["ids"]), ids=dict(e["ids"]), root_rotvec=p["root_rotvec"],
+                        body_pose_rotvecs=np.asarray(p["body_pose_rotvecs"]) + rng.normal(0, noise, (21, 3)),
+                        betas=betas, transl_m=p["transl_m"], focal_px=e["focal_px"], princpt_px=e["princpt_px"],
+                        cam_rotmat=np.asarray(e["cam_rotmat"]), cam_trans_mm=np.asarray(e["cam_trans_mm"]),
+                        rest_pelvis_m=rest)
+        recs[r.key] = r
+    return recs, model
+
+
+def _joints64(model, r, joint_set: str) -> np.ndarray:
+    with torch.no_grad():
+        out = model(root_rotvec=torch.tensor(np.asarray(r.root_rotvec)[None]),
+                    body_pose_rotvecs=torch.tensor(np.asarray(r.body_pose_rotvecs)[None]),
+                    betas=torch.tensor(np.asarray(r.betas)[None]), transl_m=torch.tensor(np.asarray(r.transl_m)[None]))
+    return model.joints_in(out, joint_set)[0].numpy() * 1000.0
+
+
+def test_direct_mpi3dhp_pck_auc_end_to_end(standin_dir, tmp_path):
+    """``evaluate direct`` on an MPI-INF-3DHP-format set: 3DPCK / AUC of the records' forwarded joints against
+    the loader's GT, as the MATLAB script (numpy, float64 body model); through the CLI the written file (one
+    world-frame entry per frame, the field's layout) is scored in all four views and the table shows both columns."""
+    from typer.testing import CliRunner
+
+    from neuralannot_cli.cli.main import app
+    from neuralannot_cli.evaluate.direct import BodyModels, evaluate_records, load_ground_truth
+    from neuralannot_cli.io.pseudo_gt import write_pseudo_gt_json
+
+    root = tmp_path / "mpi"
+    recs, model = _mpi_set(standin_dir, root)
+    _, gts = load_ground_truth(root / "MPI-INF-3DHP_1k.json", part="body")
+    m = evaluate_records(recs, gts, BodyModels(standin_dir))
+    pred = {k: _joints64(model, r, "mpi3dhp_17") for k, r in recs.items()}
+    keys = sorted(recs)
+    ref_pck, ref_auc = _mpii_pck_auc(np.stack([pred[k] for k in keys]), np.stack([gts[k].joints_3d_cam_mm for k in keys]))
+    assert m.num_3d == 4 and 5.0 < ref_pck < 99.5
+    assert m.pck3d_150mm == pytest.approx(ref_pck, abs=1e-6)
+    assert m.auc3d_0_150mm == pytest.approx(ref_auc, abs=0.05)  # float32 forward: a threshold may flip one error
+    assert m.summary()["pck3d_150mm"] == pytest.approx(ref_pck, abs=1e-3)
+
+    pgt = tmp_path / "pgt.json"
+    write_pseudo_gt_json(list(recs.values()), pgt, dataset_kind="mpi3dhp")  # keeps camera 0's record (no scores)
+    kept = "1/1/0/0"
+    res = CliRunner(env={"COLUMNS": "250"}).invoke(app, [
+        "evaluate", "direct", str(pgt), "--dataset", str(root / "MPI-INF-3DHP_1k.json"), "--model-dir",
+        str(standin_dir), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert "3DPCK@150" in res.output and "AUC 0-150" in res.output and "3 views scored" in res.output
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())["methods"][0]
+    # the kept entry in each view: root-relative errors are those of the kept view, four times
+    ref_pck1, _ = _mpii_pck_auc(pred[kept][None], gts[kept].joints_3d_cam_mm[None])
+    assert rep["num_3d"] == 4 and rep["num_records"] == 1 and rep["num_views_placed"] == 3
+    assert rep["pck3d_150mm"] == pytest.approx(ref_pck1, abs=1e-3)
+
+
+def test_world_frame_entries_are_scored_in_every_view(standin_dir, tmp_path):
+    """A Human3.6M / MPI-INF-3DHP world-frame entry is placed in each view of its frame (as Hand4Whole's loader
+    does): the placed joints are the kept view's joints moved through the world frame by the two extrinsics (numpy
+    float64), and a foreign file (the released layout, without this tool's extras: rest pelvis from the body
+    model) scores exactly as this tool's file."""
+    from neuralannot_cli.evaluate.direct import BodyModels, evaluate_direct, load_ground_truth, records_in_every_view
+    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt, write_pseudo_gt_json
+
+    root = tmp_path / "mpi"
+    recs, model = _mpi_set(standin_dir, root, noise=0.2)
+    _, gts = load_ground_truth(root / "MPI-INF-3DHP_1k.json", part="body")
+    kept = recs["1/1/0/0"]
+    placed, n = records_in_every_view({kept.key: kept}, gts, "mpi3dhp", BodyModels(standin_dir))
+    assert n == 3 and sorted(placed) == sorted(gts)
+    j0 = _joints64(model, kept, "mpi3dhp_17")
+    world = (j0 - kept.cam_trans_mm) @ kept.cam_rotmat  # R^T (X - t), row vectors
+    for k, r in placed.items():
+        v = gts[k].view
+        expected = world @ v.cam_rotmat.T + v.cam_trans_mm
+        # 1 um: the loader keeps the extrinsics in float32 (Sample.extras), ~1e-7 relative at ~3 m
+        np.testing.assert_allclose(_joints64(model, r, "mpi3dhp_17"), expected, atol=1e-3)
+        np.testing.assert_allclose(r.focal_px, v.focal_px)
+    # this tool's file vs the same file stripped of its extras (the released layout)
+    ours = tmp_path / "ours.json"
+    write_pseudo_gt_json(list(recs.values()), ours, dataset_kind="mpi3dhp")
+    data = json.loads(ours.read_text())
+    for seqs in data.values():
+        for frames in seqs.values():
+            for entry in frames.values():
+                entry.pop("neuralannot")
+    foreign = tmp_path / "MPI-INF-3DHP_SMPLX_NeuralAnnot.json"
+    foreign.write_text(json.dumps(data))
+    assert {r.frame for r in read_pseudo_gt(foreign).values()} == {"world"}
+    rep = evaluate_direct({"ours": ours, "released": foreign}, root / "MPI-INF-3DHP_1k.json", model_dir=standin_dir)
+    a, b = rep.methods
+    assert a.num_3d == b.num_3d == 4 and b.num_placed == 4 and a.num_placed == 3
+    assert b.mpjpe_mm == pytest.approx(a.mpjpe_mm, abs=1e-4) and b.pa_mpjpe_mm == pytest.approx(a.pa_mpjpe_mm, abs=1e-4)
+    assert b.error_2d_px == pytest.approx(a.error_2d_px, abs=1e-4) and a.error_2d_px > 0.1
+    # overlays: the released file is drawn in all four views
+    from neuralannot_cli.evaluate.overlay import render_overlays
+
+    drawn = render_overlays(foreign, root / "MPI-INF-3DHP_1k.json", tmp_path / "ov", model_dir=standin_dir, tile_px=64)
+    assert sorted(drawn.keys) == sorted(gts) and drawn.grid is not None and drawn.grid.is_file()
+
+
 def test_mesh_root_is_the_regressed_pelvis(standin_dir):
     """``forward_params``' root = ``J_regressor[0] @ posed vertices`` (float64 numpy), as Hand4Whole's MPVPE."""
     from neuralannot_cli.body import load_body_model
@@ -188,3 +346,66 @@ def test_mesh_root_is_the_regressed_pelvis(standin_dir):
     with torch.no_grad():
         kin0 = model(**{k: torch.tensor(np.stack([p[k] for p in params])) for k in params[0]}).kinematic_joints[:, 0]
     assert np.linalg.norm(kin0.numpy() - expected, axis=1).min() > 1e-4  # > 0.1 mm: the two roots differ
+
+
+def test_interhand_world_frame_file_scored_in_every_camera(standin_dir, tmp_path):
+    """InterHand2.6M: one world-frame hand per (capture, frame, side) in the field's file; ``evaluate direct``
+    scores it in every camera of that frame. Root-relative errors do not depend on the view, so each view's error
+    is the kept view's (numpy, float64 MANO); the released layout (extras stripped: rest wrist from MANO) scores
+    the same."""
+    from neuralannot_cli.body import load_body_model
+    from neuralannot_cli.data.synth import SynthConfig, generate
+    from neuralannot_cli.evaluate.direct import evaluate_direct, load_ground_truth
+    from neuralannot_cli.io.pseudo_gt import ManoRecord, write_pseudo_gt_json
+
+    torch.set_num_threads(1)
+    root = tmp_path / "ih"
+    generate(SynthConfig(kind="interhand", out_dir=root, count=4, image_size=64, seed=1, model_dir=standin_dir))
+    data_json = root / "annotations" / "train" / "InterHand2.6M_train_data.json"
+    hidden = json.loads((root / "annotations" / "synth_hidden_gt_train.json").read_text())
+    _, gts = load_ground_truth(data_json, part="hand")
+    by_view = {(g.view.ids["capture"], str(g.view.ids["camera"]), g.view.ids["frame"], g.hand_side): k
+               for k, g in gts.items()}
+    mano = load_body_model("mano", model_dir=standin_dir, dtype=torch.float64)
+    rng = np.random.default_rng(4)
+    recs = []
+    for e in hidden["annotations"].values():
+        ids, p = e["ids"], e["params_cam"]
+        key = by_view[(ids["capture"], str(ids["camera"]), ids["frame"], ids["hand_side"])]
+        v = gts[key].view
+        betas = np.asarray(p["betas"], np.float64).reshape(-1)[:10]
+        with torch.no_grad():
+            rest = mano(betas=torch.tensor(betas[None])).kinematic_joints[0, 0].numpy()
+        recs.append(ManoRecord(key=key, ids=dict(v.ids), hand_type=ids["hand_side"],
+                               root_rotvec=np.asarray(p["root_rotvec"], np.float64).reshape(3),
+                               hand_pose_rotvecs=np.asarray(p["hand_pose_rotvecs"]).reshape(15, 3)
+                               + rng.normal(0, 0.3, (15, 3)),
+                               betas=betas, transl_m=np.asarray(p["transl_m"]).reshape(3), focal_px=v.focal_px,
+                               princpt_px=v.princpt_px, cam_rotmat=v.cam_rotmat, cam_trans_mm=v.cam_trans_mm,
+                               rest_wrist_m=rest))
+    ours = tmp_path / "InterHand2.6M_train_MANO_NeuralAnnot.json"
+    write_pseudo_gt_json(recs, ours, dataset_kind="interhand")  # keeps the lowest camera of the frame
+    kept = min(recs, key=lambda r: str(r.ids["camera"]).zfill(8))
+    with torch.no_grad():
+        out = mano(root_rotvec=torch.tensor(kept.root_rotvec[None]),
+                   hand_pose_rotvecs=torch.tensor(kept.hand_pose_rotvecs[None]), betas=torch.tensor(kept.betas[None]),
+                   transl_m=torch.tensor(kept.transl_m[None]))
+    pred = mano.joints_in(out, "hand_21")[0].numpy() * 1000.0
+    gt = gts[kept.key].joints_3d_cam_mm
+    ref = np.linalg.norm((pred - pred[0]) - (gt - gt[0]), axis=1).mean()
+
+    data = json.loads(ours.read_text())
+    for frames in data.values():
+        for hands in frames.values():
+            for entry in hands.values():
+                if entry is not None:
+                    entry.pop("neuralannot")
+    foreign = tmp_path / "released" / ours.name
+    foreign.parent.mkdir()
+    foreign.write_text(json.dumps(data))
+    rep = evaluate_direct({"ours": ours, "released": foreign}, data_json, model_dir=standin_dir)
+    a, b = rep.methods
+    assert a.num_records == b.num_records == 1
+    assert a.num_3d == b.num_3d == 4 and a.num_placed == 3 and b.num_placed == 4
+    assert a.mpjpe_mm == pytest.approx(ref, rel=1e-4) and ref > 1.0
+    assert b.mpjpe_mm == pytest.approx(a.mpjpe_mm, abs=1e-4) and b.error_2d_px == pytest.approx(a.error_2d_px, abs=1e-3)

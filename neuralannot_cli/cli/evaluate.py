@@ -104,8 +104,10 @@ def direct(
     except OSError as exc:
         fail(f"{exc.filename or out}: {exc.strerror or exc}")
     table = Table(title=f"direct evaluation: {report.kind} ({report.part})" + (" vs hidden GT" if gt else ""))
+    pck3d = any(m.summary()["pck3d_150mm"] is not None for m in report.methods)
     for col in ("method", "records", "matched", "MPJPE mm", "PA-MPJPE mm", "MPVPE mm", "PA-MPVPE mm", "2D px",
-                *(["AUC PA 0-50", "F@5mm", "F@15mm"] if report.part == "hand" else []), "time s", "img/s"):
+                *(["AUC PA 0-50", "F@5mm", "F@15mm"] if report.part == "hand" else []),
+                *(["3DPCK@150", "AUC 0-150"] if pck3d else []), "time s", "img/s"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for m in report.methods:
         s = m.summary()
@@ -113,8 +115,13 @@ def direct(
                       _fmt(s["pa_mpjpe_mm"]), _fmt(s["mpvpe_mm"]), _fmt(s["pa_mpvpe_mm"]), _fmt(s["error_2d_px"], 2),
                       *([_fmt(s["pck_auc_pa_0_50mm"], 3), _fmt(s["f_score_5mm"], 3), _fmt(s["f_score_15mm"], 3)]
                         if report.part == "hand" else []),
+                      *([_fmt(s["pck3d_150mm"], 1), _fmt(s["auc3d_0_150mm"], 1)] if pck3d else []),
                       _fmt(s["seconds"], 1), _fmt(s["images_per_s"], 1))
     Console(width=200).print(table)
+    for m in report.methods:
+        if m.num_placed:
+            typer.echo(f"  {m.name}: {m.num_placed} views scored with the world-frame entry of their frame, as the "
+                       f"field's loaders use it")
     for key, p in paths.items():
         typer.echo(f"  {key}: {p}")
 
@@ -232,7 +239,8 @@ def indirect(
     s = result.summary()
     typer.echo(f"{result.estimator} ({result.part}) trained on {result.num_train} pseudo-GT samples "
                f"({result.train_seconds:.1f} s), tested on {result.num_test}:")
-    for key in ("mpjpe_mm", "pa_mpjpe_mm", "mpvpe_mm", "pa_mpvpe_mm", "pck_auc_pa", "f_score_5mm", "f_score_15mm"):
+    for key in ("mpjpe_mm", "pa_mpjpe_mm", "mpvpe_mm", "pa_mpvpe_mm", "pck_auc_pa", "f_score_5mm", "f_score_15mm",
+                "pck3d_150mm", "auc3d_0_150mm"):
         if s[key] is not None:
             typer.echo(f"  {key}: {s[key]:.3f}")
     if result.num_test_in_train:

@@ -22,7 +22,9 @@ of its image, takes the joints of the GT's joint set and computes, per record:
 - ``error_2d_px``: the record's joints projected with its own ``cam_param`` against the GT 2D keypoints
   (the hidden GT's exact projections weighted by ``keypoints_visible`` when given, else the dataset's labels
   weighted by their confidence);
-- hands: the FreiHAND AUC of PCK over 0-50 mm of the Procrustes-aligned joints.
+- hands: the FreiHAND AUC of PCK over 0-50 mm of the Procrustes-aligned joints;
+- MPI-INF-3DHP (``mpi3dhp_17``, :data:`PCK3D_JOINT_SETS`): its 3DPCK at 150 mm and AUC over 0-150 mm of the
+  pelvis-aligned joints, all 17 (:func:`~.metrics.pck_3d`, the test set's ``mpii_compute_3d_pck.m``).
 
 Timing (``seconds``, ``images_per_s``) comes from the pseudo-GT's ``*.meta.json`` sidecar
 (:func:`neuralannot_cli.io.pseudo_gt.meta_path_for`). Several pseudo-GT files (methods) are evaluated
@@ -34,6 +36,7 @@ method) and ``per_joint.png`` (per-joint MPJPE bars).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -50,12 +53,16 @@ from neuralannot_cli.evaluate import metrics as M
 
 __all__ = [
     "GroundTruth",
+    "CameraView",
+    "records_in_every_view",
+    "read_pseudo_gt_for",
     "MethodResult",
     "DirectReport",
     "BodyModels",
     "root_joint_indices",
     "eval_joint_indices",
     "EVAL_JOINTS_EXCLUDED",
+    "PCK3D_JOINT_SETS",
     "joint_errors_mm",
     "mesh_root",
     "load_samples",
@@ -73,6 +80,24 @@ _WB_HAND = {"left": slice(91, 112), "right": slice(112, 133)}
 
 
 @dataclass(frozen=True, eq=False)
+class CameraView:
+    """The view of a GT sample: its dataset ids and camera, where a world-frame pseudo-GT entry is placed.
+
+    Attributes:
+        ids: the sample's dataset ids (:attr:`neuralannot_cli.data.record.Sample.ids`).
+        cam_rotmat, cam_trans_mm: ``(3, 3)`` / ``(3,)`` extrinsics, ``X_cam = R X_world + t`` (mm), or ``None``
+            for a set without a world frame.
+        focal_px, princpt_px: ``(2,)`` intrinsics, or ``None``.
+    """
+
+    ids: Mapping[str, Any]
+    cam_rotmat: np.ndarray | None = None
+    cam_trans_mm: np.ndarray | None = None
+    focal_px: np.ndarray | None = None
+    princpt_px: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
 class GroundTruth:
     """Ground truth of one record key.
 
@@ -87,6 +112,7 @@ class GroundTruth:
         params_cam: hidden-GT body-model parameters (BodyModel keywords, camera frame) or ``None``.
         model_type: ``"smplx"`` / ``"mano"`` of ``params_cam``; hand_side: ``"right"`` / ``"left"`` / ``None``.
         image_path: the image (for overlays), or ``None``.
+        view: the sample's ids and camera (:class:`CameraView`), or ``None`` (hidden GT without a dataset sample).
     """
 
     key: str
@@ -99,6 +125,7 @@ class GroundTruth:
     hand_side: str | None = None
     image_path: Path | None = None
     joints_3d_valid: np.ndarray | None = None
+    view: CameraView | None = None
 
     def valid_3d(self) -> np.ndarray:
         """``(J,)`` float64 validity of ``joints_3d_cam_mm`` (ones when not given)."""
@@ -150,6 +177,9 @@ class MethodResult:
     keys_3d: tuple[str, ...] = ()
     f_score_5mm: float = float("nan")
     f_score_15mm: float = float("nan")
+    pck3d_150mm: float = float("nan")
+    auc3d_0_150mm: float = float("nan")
+    num_placed: int = 0
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready scalars (NaN -> None) plus the per-joint means."""
@@ -160,10 +190,12 @@ class MethodResult:
             "name": self.name, "path": self.path, "model_type": self.model_type, "method": self.method,
             "num_records": self.num_records, "num_matched": self.num_matched, "num_3d": self.num_3d,
             "num_2d": self.num_2d, "num_mesh": self.num_mesh, "num_skipped_world_frame": self.num_skipped_world,
+            "num_views_placed": self.num_placed,
             "mpjpe_mm": f(self.mpjpe_mm), "pa_mpjpe_mm": f(self.pa_mpjpe_mm), "mpvpe_mm": f(self.mpvpe_mm),
             "pa_mpvpe_mm": f(self.pa_mpvpe_mm), "error_2d_px": f(self.error_2d_px),
             "pck_auc_pa_0_50mm": f(self.pck_auc_pa),
             "f_score_5mm": f(self.f_score_5mm), "f_score_15mm": f(self.f_score_15mm),
+            "pck3d_150mm": f(self.pck3d_150mm), "auc3d_0_150mm": f(self.auc3d_0_150mm),
             "median_pa_mpjpe_mm": f(float(np.median(self.per_sample_pa_mpjpe_mm))
                                     if self.per_sample_pa_mpjpe_mm.size else None),
             "seconds": f(self.seconds), "images_per_s": f(self.images_per_s),
@@ -227,6 +259,11 @@ EVAL_JOINTS_EXCLUDED: Mapping[str, tuple[str, ...]] = MappingProxyType({"h36m_17
 (I2L-MeshNet ``data/Human36M/Human36M.py`` and Hand4Whole ``data/Human36M/Human36M.py``: ``eval_joint =
 (1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13, 14, 15, 16)``, i.e. without pelvis, torso and head; the root is still
 the pelvis). Other sets: every joint."""
+
+
+PCK3D_JOINT_SETS: frozenset[str] = frozenset({"mpi3dhp_17"})
+"""Joint sets also scored with MPI-INF-3DHP's 3DPCK / AUC (:func:`~.metrics.pck_3d` of the root-aligned errors
+of every joint, as the test set's ``mpii_compute_3d_pck.m`` with its ``mpii_get_pck_auc_joint_groups.m``)."""
 
 
 def eval_joint_indices(joint_set: str, num_joints: int | None = None) -> tuple[int, ...]:
@@ -424,10 +461,23 @@ def load_ground_truth(dataset_json: str | os.PathLike, kind: str = "auto", *, pa
         gts[key] = GroundTruth(key=key, joint_set=s.joint_set, joints_3d_cam_mm=j3d,
                                keypoints_2d_px=np.asarray(s.keypoints_2d_px, dtype=np.float64),
                                keypoints_weight=conf, hand_side=side, image_path=Path(s.image_path),
-                               joints_3d_valid=None if j3d is None else (conf > 0).astype(np.float64))
+                               joints_3d_valid=None if j3d is None else (conf > 0).astype(np.float64),
+                               view=_sample_view(s))
     if hidden_gt is not None:
         _merge_hidden(gts, Path(hidden_gt), kind, part)
     return kind, gts
+
+
+def _sample_view(s: Any) -> CameraView:
+    """A sample's ids and camera: Human3.6M / MPI-INF-3DHP ``cam_rotmat`` / ``cam_trans_mm``, InterHand2.6M
+    ``cam_rotmat`` / ``campos_mm`` (``t = -R @ campos``), else no extrinsics."""
+    f64 = (lambda a: None if a is None else np.asarray(a, dtype=np.float64))
+    rot, trans = f64(s.extras.get("cam_rotmat")), f64(s.extras.get("cam_trans_mm"))
+    if rot is not None and trans is None and s.extras.get("campos_mm") is not None:
+        trans = -rot @ f64(s.extras["campos_mm"]).reshape(3)
+    return CameraView(ids=dict(s.ids), cam_rotmat=rot if trans is not None else None,
+                      cam_trans_mm=trans if rot is not None else None, focal_px=f64(s.focal_px),
+                      princpt_px=f64(s.princpt_px))
 
 
 def _merge_hidden(gts: dict[str, GroundTruth], path: Path, kind: str, part: Part) -> None:
@@ -465,7 +515,7 @@ def _merge_hidden(gts: dict[str, GroundTruth], path: Path, kind: str, part: Part
             gts[key] = GroundTruth(key=key, joint_set=js, joints_3d_cam_mm=j, keypoints_2d_px=k, keypoints_weight=v,
                                    params_cam=e.get("params_cam") if sl is None else None,
                                    model_type=e.get("model_type"), hand_side=side or (old.hand_side if old else None),
-                                   image_path=image)
+                                   image_path=image, view=old.view if old is not None else None)
 
 
 # ------------------------------------------------------------------------------------------- evaluation
@@ -490,11 +540,107 @@ def _nanmean(a: np.ndarray) -> float:
     return float(a.mean()) if a.size else float("nan")
 
 
+def records_in_every_view(records: Mapping[str, Any], gts: Mapping[str, GroundTruth], kind: str,
+                          models: BodyModels) -> tuple[dict[str, Any], int]:
+    """Place the world-frame entries of a Human3.6M / MPI-INF-3DHP / InterHand2.6M pseudo-GT in every view.
+
+    The field's layout for these sets holds ONE world-frame parameter set per frame (and hand), and its loaders
+    give it to every camera of that frame (Hand4Whole ``data/Human36M/Human36M.py``,
+    ``data/InterHand26M/InterHand26M.py``: the world parameters mapped by each image's extrinsics). So the pseudo-GT
+    a user trains with is that entry in each view, and it is scored there: every GT sample without a record of its
+    own gets the record of its frame (:func:`~neuralannot_cli.io.pseudo_gt.world_frame_key`) mapped into its camera
+    (:func:`~neuralannot_cli.io.pseudo_gt.world_to_camera_params`) with its intrinsics. Sources of a frame's world
+    parameters: a foreign entry (``frame="world"``, e.g. a released NeuralAnnot file; its rest root joint ``p0``
+    comes from the body model and its betas) or a camera-frame record that carries its extrinsics and ``p0``
+    (this tool's files; of several, the lowest ``score``). Root-relative 3D errors are the same in every view of
+    a frame (a rotation); 2D errors and overlays are not.
+
+    Returns:
+        ``(records, placed)``: the camera-frame records plus the placed ones (world-frame entries whose frame has
+        no GT view stay, still ``frame="world"``), and how many views were placed.
+    """
+    from neuralannot_cli.io.annotate_run import rest_root_joint
+    from neuralannot_cli.io.pseudo_gt import (WORLD_FRAME_KINDS, camera_to_world_params, world_frame_key,
+                                              world_to_camera_params)
+
+    if kind not in WORLD_FRAME_KINDS:
+        return dict(records), 0
+    rest_name = "rest_wrist_m" if kind == "interhand" else "rest_pelvis_m"
+    # frame key -> (rank, record, root_w, trans_w, p0 or None)
+    frames: dict[str, tuple[float, Any, np.ndarray, np.ndarray, np.ndarray | None]] = {}
+    for r in records.values():
+        if r.frame == "world":
+            fk, world, rank = r.key, (np.asarray(r.root_rotvec), np.asarray(r.transl_m), None), -math.inf
+        else:
+            rest = getattr(r, rest_name, None)
+            if r.cam_rotmat is None or r.cam_trans_mm is None or rest is None:
+                continue
+            try:
+                fk = world_frame_key(kind, r.ids, getattr(r, "hand_type", None))
+            except ValueError:
+                continue
+            root_w, trans_w = camera_to_world_params(r.root_rotvec, r.transl_m, rest, r.cam_rotmat, r.cam_trans_mm)
+            world, rank = (root_w, trans_w, np.asarray(rest, np.float64)), (math.inf if r.score is None else r.score)
+        if fk not in frames or rank < frames[fk][0]:
+            frames[fk] = (rank, r, *world)
+    todo: list[tuple[str, str]] = []  # (GT key, frame key)
+    for key, g in gts.items():
+        if key in records or g.view is None or g.view.cam_rotmat is None or g.view.cam_trans_mm is None:
+            continue
+        try:
+            fk = world_frame_key(kind, g.view.ids, g.hand_side)
+        except ValueError:
+            continue
+        if fk in frames:
+            todo.append((key, fk))
+    # p0 of the foreign entries: joint 0 of the shaped rest model, one batch per model (and hand side)
+    need = sorted({fk for _, fk in todo if frames[fk][4] is None})
+    by_model: dict[tuple[str, str | None], list[str]] = {}
+    for fk in need:
+        r = frames[fk][1]
+        by_model.setdefault((r.model_type, getattr(r, "hand_type", None)), []).append(fk)
+    rest_of: dict[str, np.ndarray] = {}
+    for (mt, side), fks in by_model.items():
+        model = models.get(mt, side)
+        nb = int(model.num_betas)
+        betas = np.stack([np.asarray(frames[fk][1].betas, np.float64).reshape(-1)[:nb] for fk in fks])
+        betas = np.pad(betas, ((0, 0), (0, nb - betas.shape[1])))
+        rest_of.update(zip(fks, rest_root_joint(model, betas, str(models.device))))
+    out = {k: r for k, r in records.items() if r.frame != "world"}
+    placed_frames: set[str] = set()
+    for key, fk in todo:
+        _, r, root_w, trans_w, p0 = frames[fk]
+        p0 = rest_of[fk] if p0 is None else p0
+        v = gts[key].view
+        assert v is not None and v.cam_rotmat is not None and v.cam_trans_mm is not None
+        root_c, trans_c = world_to_camera_params(root_w, trans_w, p0, v.cam_rotmat, v.cam_trans_mm)
+        out[key] = dataclasses.replace(
+            r, key=key, ids=dict(v.ids), root_rotvec=root_c, transl_m=trans_c,
+            focal_px=v.focal_px if v.focal_px is not None else r.focal_px,
+            princpt_px=v.princpt_px if v.princpt_px is not None else r.princpt_px,
+            cam_rotmat=v.cam_rotmat, cam_trans_mm=v.cam_trans_mm, keypoints_2d_px=None, frame="camera",
+            **{rest_name: p0})
+        placed_frames.add(fk)
+    for k, r in records.items():  # world-frame entries of frames without any GT view: left for the report
+        if r.frame == "world" and k not in placed_frames:
+            out[k] = r
+    return out, len(todo)
+
+
 def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth], models: BodyModels, *,
                      name: str = "pseudo-GT", path: str = "", meta: Mapping[str, Any] | None = None,
-                     on_progress: Callable[[int, int], None] | None = None) -> MethodResult:
-    """Metrics of one method's records (``{key: SmplxRecord | ManoRecord}``) against ``gts``."""
+                     on_progress: Callable[[int, int], None] | None = None, kind: str | None = None) -> MethodResult:
+    """Metrics of one method's records (``{key: SmplxRecord | ManoRecord}``) against ``gts``.
+
+    ``kind``: the dataset kind of ``gts``; for the world-frame layouts (Human3.6M, MPI-INF-3DHP, InterHand2.6M) each
+    frame's entry is scored in every view of that frame, as the field's loaders use it
+    (:func:`records_in_every_view`); ``None`` scores each record in its own camera only.
+    """
     meta = dict(meta or {})
+    num_records = len(records)
+    placed = 0
+    if kind is not None:
+        records, placed = records_in_every_view(records, gts, kind, models)
     keys = [k for k in records if k in gts]
     world = [k for k in keys if records[k].frame != "camera"]
     keys = [k for k in keys if records[k].frame == "camera"]
@@ -507,7 +653,7 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
         side = getattr(r, "hand_type", None)
         groups.setdefault((r.model_type, side, g.joint_set, g.num_joints), []).append(k)
     e3d, epa, e2d, mesh, mesh_pa, pj, pjpa, pjw, keys3d, auc_err, auc_w = [], [], [], [], [], [], [], [], [], [], []
-    fs5, fs15 = [], []
+    fs5, fs15, pck_err, pck_w = [], [], [], []
     joint_names: tuple[str, ...] = ()
     done = 0
     for (mt, side, js, nj), ks in groups.items():
@@ -533,6 +679,9 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
             if mt == "mano":
                 auc_err.append(pa_t.numpy())
                 auc_w.append(w_t.numpy())
+            if js in PCK3D_JOINT_SETS:
+                pck_err.append(pj_t.numpy())
+                pck_w.append(w_t.numpy())
         # 2D keypoints
         idx2 = [i for i, k in enumerate(ks) if gts[k].keypoints_2d_px is not None]
         if idx2:
@@ -564,9 +713,11 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
             on_progress(done, len(keys))
     cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
     auc = M.pck_auc(np.concatenate(auc_err), valid=np.concatenate(auc_w))[0] if auc_err else float("nan")
+    pck3d, auc3d = (M.pck_3d(np.concatenate(pck_err), np.concatenate(pck_w))[:2] if pck_err
+                    else (float("nan"), float("nan")))
     per_sample_2d = cat(e2d)
     return MethodResult(
-        name=name, path=str(path), model_type=model_type, num_records=len(records),
+        name=name, path=str(path), model_type=model_type, num_records=num_records, num_placed=placed,
         num_matched=len(keys), num_3d=len(keys3d), num_2d=int(np.isfinite(per_sample_2d).sum()),
         num_mesh=int(cat(mesh).size), num_skipped_world=len(world),
         mpjpe_mm=_nanmean(cat(e3d)), pa_mpjpe_mm=_nanmean(cat(epa)), mpvpe_mm=_nanmean(cat(mesh)),
@@ -578,6 +729,7 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
                                if pjpa else np.zeros(0)),
         per_sample_mpjpe_mm=cat(e3d), per_sample_pa_mpjpe_mm=cat(epa), per_sample_error_2d_px=per_sample_2d,
         keys_3d=tuple(keys3d), f_score_5mm=_nanmean(cat(fs5)), f_score_15mm=_nanmean(cat(fs15)),
+        pck3d_150mm=pck3d, auc3d_0_150mm=auc3d,
     )
 
 
@@ -597,7 +749,6 @@ def evaluate_direct(pseudo_gt: Mapping[str, str | os.PathLike], dataset_json: st
     ``model_dir=None`` with a hidden-GT file uses the model folder that generated it (its ``meta.model_file``),
     so stand-in sets are evaluated with the same stand-in; otherwise the usual model lookup applies.
     """
-    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
 
     if not pseudo_gt:
         raise ValueError("evaluate_direct: no pseudo-GT file given")
@@ -605,7 +756,7 @@ def evaluate_direct(pseudo_gt: Mapping[str, str | os.PathLike], dataset_json: st
     parts: set[str] = set()
     for name, p in pseudo_gt.items():
         p = Path(p)
-        recs = read_pseudo_gt(p, dataset_kind=None if kind == "auto" else kind)
+        recs = read_pseudo_gt_for(p, kind, dataset_json)
         if not recs:
             raise ValueError(f"{p}: no records")
         loaded[name] = (p, recs)
@@ -621,9 +772,31 @@ def evaluate_direct(pseudo_gt: Mapping[str, str | os.PathLike], dataset_json: st
     results = []
     for name, (p, recs) in loaded.items():
         cb = (lambda d, t, _n=name: on_progress(_n, d, t)) if on_progress is not None else None
-        results.append(evaluate_records(recs, gts, models, name=name, path=str(p), meta=_read_meta(p), on_progress=cb))
+        results.append(evaluate_records(recs, gts, models, name=name, path=str(p), meta=_read_meta(p), on_progress=cb,
+                                        kind=ds_kind))
     return DirectReport(dataset_json=str(dataset_json), kind=ds_kind, part=part,
                         gt_file=None if hidden_gt is None else str(hidden_gt), methods=tuple(results))
+
+
+def read_pseudo_gt_for(path: Path, kind: str, dataset_json: str | os.PathLike) -> dict[str, Any]:
+    """A pseudo-GT file's records; with ``kind='auto'`` its layout comes from its sidecar / name / content, and where
+    those cannot tell it (a renamed Human3.6M / MPI-INF-3DHP file without its ``.meta.json``) from the dataset file
+    it is evaluated against."""
+    from neuralannot_cli.io.annotate_run import infer_dataset
+    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
+
+    if kind != "auto":
+        return read_pseudo_gt(path, dataset_kind=kind)
+    try:
+        return read_pseudo_gt(path, dataset_kind=None)
+    except ValueError as exc:
+        if "cannot tell the layout" not in str(exc):
+            raise
+        try:
+            ds_kind = infer_dataset(Path(dataset_json), "auto")[0]
+        except ValueError:
+            raise exc from None
+    return read_pseudo_gt(path, dataset_kind=ds_kind)
 
 
 def _generator_model_dir(hidden_gt: Path) -> Path | None:

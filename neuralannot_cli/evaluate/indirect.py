@@ -130,6 +130,8 @@ class IndirectResult:
     num_test_in_train: int = 0
     f_score_5mm: float = float("nan")
     f_score_15mm: float = float("nan")
+    pck3d_150mm: float = float("nan")
+    auc3d_0_150mm: float = float("nan")
 
     def summary(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.__dict__.items()}
@@ -435,9 +437,11 @@ def score_predictions(pred_j: torch.Tensor, pred_v: torch.Tensor, pred_r: torch.
     Returns:
         ``num_test``, ``num_test_in_train``, ``mpjpe_mm``, ``pa_mpjpe_mm``, and where the hidden GT has
         parameters ``mpvpe_mm`` / ``pa_mpvpe_mm`` (else NaN), ``pck_auc_pa`` for hands (else NaN), and for
-        hands with GT meshes FreiHAND's ``f_score_5mm`` / ``f_score_15mm`` (else NaN).
+        hands with GT meshes FreiHAND's ``f_score_5mm`` / ``f_score_15mm`` (else NaN), and on MPI-INF-3DHP
+        (:data:`~neuralannot_cli.evaluate.direct.PCK3D_JOINT_SETS`) ``pck3d_150mm`` / ``auc3d_0_150mm`` (else NaN).
     """
-    from neuralannot_cli.evaluate.direct import _gt_params, _nanmean, forward_params, joint_errors_mm
+    from neuralannot_cli.evaluate.direct import (PCK3D_JOINT_SETS, _gt_params, _nanmean, forward_params,
+                                                 joint_errors_mm)
 
     mt = "smplx" if part == "body" else "mano"
     valid = torch.tensor(np.stack([gts[k].valid_3d() for k in keys]))
@@ -448,7 +452,10 @@ def score_predictions(pred_j: torch.Tensor, pred_v: torch.Tensor, pred_r: torch.
            "mpjpe_mm": _nanmean(M.masked_mean(mp, w).numpy()),
            "pa_mpjpe_mm": _nanmean(M.masked_mean(pa, w).numpy()),
            "mpvpe_mm": float("nan"), "pa_mpvpe_mm": float("nan"), "pck_auc_pa": float("nan"),
-           "f_score_5mm": float("nan"), "f_score_15mm": float("nan")}
+           "f_score_5mm": float("nan"), "f_score_15mm": float("nan"),
+           "pck3d_150mm": float("nan"), "auc3d_0_150mm": float("nan")}
+    if gts[keys[0]].joint_set in PCK3D_JOINT_SETS:
+        res["pck3d_150mm"], res["auc3d_0_150mm"] = M.pck_3d(mp, w)[:2]
     if part == "hand":
         res["pck_auc_pa"] = M.pck_auc(pa, valid=w)[0]
     idxm = [i for i, k in enumerate(keys) if gts[k].params_cam is not None and gts[k].model_type == mt]
@@ -490,4 +497,5 @@ def run_indirect(config: IndirectConfig, on_progress: Callable[[int, int, float]
                           mpjpe_mm=res["mpjpe_mm"], pa_mpjpe_mm=res["pa_mpjpe_mm"], mpvpe_mm=res["mpvpe_mm"],
                           pa_mpvpe_mm=res["pa_mpvpe_mm"], pck_auc_pa=res["pck_auc_pa"],
                           num_test_in_train=int(res["num_test_in_train"]), f_score_5mm=res["f_score_5mm"],
-                          f_score_15mm=res["f_score_15mm"])
+                          f_score_15mm=res["f_score_15mm"], pck3d_150mm=res["pck3d_150mm"],
+                          auc3d_0_150mm=res["auc3d_0_150mm"])

@@ -126,19 +126,19 @@ def render_overlays(pseudo_gt: str | os.PathLike, dataset_json: str | os.PathLik
     """Draw pseudo-GT meshes over their images (and beside a second source) -> PNGs under ``out_dir``.
 
     Returns the per-sample files, the grid, the keys drawn and the keys skipped (image missing). Raises
-    FileNotFoundError / ValueError (one line) for missing or malformed inputs.
+    FileNotFoundError / ValueError (one line) for missing or malformed inputs. A world-frame file (Human3.6M,
+    MPI-INF-3DHP, InterHand2.6M) is drawn in every view of its frames, as the field's loaders place it
+    (:func:`~neuralannot_cli.evaluate.direct.records_in_every_view`).
     """
     import cv2
 
-    from neuralannot_cli.evaluate.direct import BodyModels, load_ground_truth
-    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
+    from neuralannot_cli.evaluate.direct import BodyModels, read_pseudo_gt_for, load_ground_truth, records_in_every_view
     from neuralannot_cli.render import overlay
 
     if max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
-    dk = None if kind == "auto" else kind
     sources = [Path(pseudo_gt)] + ([Path(compare)] if compare is not None else [])
-    recs = [read_pseudo_gt(p, dataset_kind=dk) for p in sources]
+    recs = [read_pseudo_gt_for(p, kind, dataset_json) for p in sources]
     labels = list(names) if names else [p.stem if p.suffix else p.name for p in sources]
     if len(labels) != len(sources):
         raise ValueError(f"names: expected {len(sources)} names, got {len(labels)}")
@@ -146,11 +146,12 @@ def render_overlays(pseudo_gt: str | os.PathLike, dataset_json: str | os.PathLik
     if len(parts) != 1:
         raise ValueError(f"cannot draw a mix of body and hand records ({sorted(parts)})")
     part = parts.pop()
-    _, gts = load_ground_truth(dataset_json, kind, part=part,  # type: ignore[arg-type]
-                               model_dir=model_dir, device=device)
+    ds_kind, gts = load_ground_truth(dataset_json, kind, part=part,  # type: ignore[arg-type]
+                                     model_dir=model_dir, device=device)
+    models = BodyModels(model_dir, device)
+    recs = [records_in_every_view(rs, gts, ds_kind, models)[0] for rs in recs]
     keys = sorted(k for k in recs[0] if k in gts and all(k in rs for rs in recs[1:])
                   and all(rs[k].frame == "camera" for rs in recs))
-    models = BodyModels(model_dir, device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()

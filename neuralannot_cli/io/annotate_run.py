@@ -448,7 +448,7 @@ def _sample_key(kind: str, sample: Sample, part: str) -> str:
     return record_key(kind, sample.ids, side)
 
 
-def _rest_root_joint(body_model: Any, betas: np.ndarray, device: str) -> np.ndarray:
+def rest_root_joint(body_model: Any, betas: np.ndarray, device: str) -> np.ndarray:
     """``(batch, 3)`` joint 0 of the shaped rest model (SMPL-X: pelvis; MANO: wrist), float64 metres."""
     with torch.no_grad():
         out = body_model(betas=torch.as_tensor(betas, dtype=body_model.dtype,
@@ -476,7 +476,7 @@ def _records_from_prediction(kind: str, part: str, pred: Any, samples: Sequence[
     js = getattr(pred, "joint_set", None) or joint_set
     out: list[SmplxRecord | ManoRecord] = []
     if part == "body":
-        pelvis = _rest_root_joint(body_model, betas, device) if kind in _WORLD_KINDS else None
+        pelvis = rest_root_joint(body_model, betas, device) if kind in _WORLD_KINDS else None
         for i, s in enumerate(samples):
             kpi = None if kp is None else kp[i]
             extra: dict[str, Any] = {}
@@ -502,7 +502,7 @@ def _records_from_prediction(kind: str, part: str, pred: Any, samples: Sequence[
         for side, model in hand_models.items():
             rows = [i for i in range(n) if sides[i] == side]
             if rows:
-                wrist[rows] = _rest_root_joint(model, betas[rows], device)
+                wrist[rows] = rest_root_joint(model, betas[rows], device)
     for i, s in enumerate(samples):
         # the prediction already holds LEFT-MANO parameters for left hands (module docstring): no mirroring here
         kpi = None if kp is None else kp[i]

@@ -128,6 +128,8 @@ __all__ = [
     "SmplxRecord",
     "ManoRecord",
     "record_key",
+    "WORLD_FRAME_KINDS",
+    "world_frame_key",
     "camera_to_world_params",
     "world_to_camera_params",
     "record_to_dict",
@@ -336,6 +338,26 @@ def record_key(kind: str, ids: Mapping[str, Any], hand_side: str | None = None) 
     except KeyError as exc:
         raise ValueError(f"{kind}: ids: missing {exc.args[0]!r} (got {sorted(ids)})") from None
     return base if hand_side is None else f"{base}/{hand_side}"
+
+
+WORLD_FRAME_KINDS: tuple[str, ...] = ("h36m", "mpi3dhp", "interhand")
+"""Dataset kinds whose field layout holds one WORLD-frame parameter set per frame (and hand), shared by its views."""
+
+
+def world_frame_key(kind: str, ids: Mapping[str, Any], hand_side: str | None = None) -> str:
+    """The key of a sample's frame in a world-frame layout, as :func:`read_pseudo_gt` keys a foreign entry:
+    Human3.6M ``"{subject}/{action}/{subaction}/{frame}"``, MPI-INF-3DHP ``"{subject}/{sequence}/{frame}"``,
+    InterHand2.6M ``"{capture}/{frame}/{side}"`` (``hand_side``, else ``ids["hand_side"]``)."""
+    try:
+        if kind == "h36m":
+            return f"{ids['subject']}/{ids['action']}/{ids['subaction']}/{ids['frame']}"
+        if kind == "mpi3dhp":
+            return f"{ids['subject']}/{ids['sequence']}/{ids['frame']}"
+        if kind == "interhand":
+            return f"{ids['capture']}/{ids['frame']}/{hand_side or ids['hand_side']}"
+    except KeyError as exc:
+        raise ValueError(f"{kind}: ids: missing {exc.args[0]!r} (got {sorted(ids)})") from None
+    raise ValueError(f"{kind}: not a world-frame layout (those are {', '.join(WORLD_FRAME_KINDS)})")
 
 
 # ------------------------------------------------------------------------------------ frame conversions
