@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -295,8 +296,9 @@ def test_world_frame_entries_are_scored_in_every_view(standin_dir, tmp_path):
     recs, model = _mpi_set(standin_dir, root, noise=0.2)
     _, gts = load_ground_truth(root / "MPI-INF-3DHP_1k.json", part="body")
     kept = recs["1/1/0/0"]
-    placed, n = records_in_every_view({kept.key: kept}, gts, "mpi3dhp", BodyModels(standin_dir))
-    assert n == 3 and sorted(placed) == sorted(gts)
+    placed, n, sources = records_in_every_view({kept.key: kept}, {k: g.view for k, g in gts.items()}, "mpi3dhp",
+                                               BodyModels(standin_dir))
+    assert n == 3 and sorted(placed) == sorted(gts) and sources == {kept.key}
     j0 = _joints64(model, kept, "mpi3dhp_17")
     world = (j0 - kept.cam_trans_mm) @ kept.cam_rotmat  # R^T (X - t), row vectors
     for k, r in placed.items():
@@ -409,3 +411,28 @@ def test_interhand_world_frame_file_scored_in_every_camera(standin_dir, tmp_path
     assert a.num_3d == b.num_3d == 4 and a.num_placed == 3 and b.num_placed == 4
     assert a.mpjpe_mm == pytest.approx(ref, rel=1e-4) and ref > 1.0
     assert b.mpjpe_mm == pytest.approx(a.mpjpe_mm, abs=1e-4) and b.error_2d_px == pytest.approx(a.error_2d_px, abs=1e-3)
+
+
+def test_indirect_trains_on_every_view_of_a_world_frame_file(standin_dir, tmp_path):
+    """``evaluate indirect --train`` a Human3.6M / MPI-INF-3DHP world-frame pseudo-GT: each view of a frame is a
+    training sample (the field's loaders do the same); an entry of a frame the dataset lacks counts as skipped."""
+    from types import SimpleNamespace
+
+    from neuralannot_cli.evaluate.indirect import training_records
+    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt, write_pseudo_gt_json
+
+    root = tmp_path / "mpi"
+    recs, _ = _mpi_set(standin_dir, root, noise=0.1)
+    extra = dataclasses.replace(recs["1/1/0/0"], key="1/1/99/0", ids={**recs["1/1/0/0"].ids, "frame": 99})
+    pgt = tmp_path / "pgt.json"
+    write_pseudo_gt_json([*recs.values(), extra], pgt, dataset_kind="mpi3dhp")
+    assert len(read_pseudo_gt(pgt, dataset_kind="mpi3dhp")) == 2  # two frames, one entry each
+    cfg = SimpleNamespace(train_pseudo_gt=pgt, train_kind="auto", train_dataset=root / "MPI-INF-3DHP_1k.json",
+                          model_dir=standin_dir, device="cpu")
+    part, records, samples, keys, skipped = training_records(cfg)
+    assert part == "body" and keys == sorted(recs) and skipped == 1
+    kept = recs["1/1/0/0"]
+    np.testing.assert_allclose(records[kept.key].root_rotvec, kept.root_rotvec, atol=1e-9)
+    for k in keys:  # every view carries the kept view's body pose and its own camera
+        np.testing.assert_allclose(records[k].body_pose_rotvecs, kept.body_pose_rotvecs, atol=1e-12)
+        np.testing.assert_allclose(records[k].focal_px, samples[k].focal_px, rtol=1e-6)

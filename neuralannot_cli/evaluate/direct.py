@@ -55,6 +55,7 @@ __all__ = [
     "GroundTruth",
     "CameraView",
     "records_in_every_view",
+    "sample_view",
     "read_pseudo_gt_for",
     "MethodResult",
     "DirectReport",
@@ -462,13 +463,13 @@ def load_ground_truth(dataset_json: str | os.PathLike, kind: str = "auto", *, pa
                                keypoints_2d_px=np.asarray(s.keypoints_2d_px, dtype=np.float64),
                                keypoints_weight=conf, hand_side=side, image_path=Path(s.image_path),
                                joints_3d_valid=None if j3d is None else (conf > 0).astype(np.float64),
-                               view=_sample_view(s))
+                               view=sample_view(s))
     if hidden_gt is not None:
         _merge_hidden(gts, Path(hidden_gt), kind, part)
     return kind, gts
 
 
-def _sample_view(s: Any) -> CameraView:
+def sample_view(s: Any) -> CameraView:
     """A sample's ids and camera: Human3.6M / MPI-INF-3DHP ``cam_rotmat`` / ``cam_trans_mm``, InterHand2.6M
     ``cam_rotmat`` / ``campos_mm`` (``t = -R @ campos``), else no extrinsics."""
     f64 = (lambda a: None if a is None else np.asarray(a, dtype=np.float64))
@@ -540,8 +541,8 @@ def _nanmean(a: np.ndarray) -> float:
     return float(a.mean()) if a.size else float("nan")
 
 
-def records_in_every_view(records: Mapping[str, Any], gts: Mapping[str, GroundTruth], kind: str,
-                          models: BodyModels) -> tuple[dict[str, Any], int]:
+def records_in_every_view(records: Mapping[str, Any], views: Mapping[str, CameraView | None], kind: str,
+                          models: BodyModels) -> tuple[dict[str, Any], int, frozenset[str]]:
     """Place the world-frame entries of a Human3.6M / MPI-INF-3DHP / InterHand2.6M pseudo-GT in every view.
 
     The field's layout for these sets holds ONE world-frame parameter set per frame (and hand), and its loaders
@@ -549,22 +550,24 @@ def records_in_every_view(records: Mapping[str, Any], gts: Mapping[str, GroundTr
     ``data/InterHand26M/InterHand26M.py``: the world parameters mapped by each image's extrinsics). So the pseudo-GT
     a user trains with is that entry in each view, and it is scored there: every GT sample without a record of its
     own gets the record of its frame (:func:`~neuralannot_cli.io.pseudo_gt.world_frame_key`) mapped into its camera
-    (:func:`~neuralannot_cli.io.pseudo_gt.world_to_camera_params`) with its intrinsics. Sources of a frame's world
+    (:func:`~neuralannot_cli.io.pseudo_gt.world_to_camera_params`) with its intrinsics. ``views``: ``{sample key:
+    view}`` of the dataset (``GroundTruth.view``, :func:`sample_view`). Sources of a frame's world
     parameters: a foreign entry (``frame="world"``, e.g. a released NeuralAnnot file; its rest root joint ``p0``
     comes from the body model and its betas) or a camera-frame record that carries its extrinsics and ``p0``
     (this tool's files; of several, the lowest ``score``). Root-relative 3D errors are the same in every view of
     a frame (a rotation); 2D errors and overlays are not.
 
     Returns:
-        ``(records, placed)``: the camera-frame records plus the placed ones (world-frame entries whose frame has
-        no GT view stay, still ``frame="world"``), and how many views were placed.
+        ``(records, placed, sources)``: the camera-frame records plus the placed ones (world-frame entries whose
+        frame has no view stay, still ``frame="world"``), how many views were placed, and the keys of the input
+        records that were placed somewhere.
     """
     from neuralannot_cli.io.annotate_run import rest_root_joint
     from neuralannot_cli.io.pseudo_gt import (WORLD_FRAME_KINDS, camera_to_world_params, world_frame_key,
                                               world_to_camera_params)
 
     if kind not in WORLD_FRAME_KINDS:
-        return dict(records), 0
+        return dict(records), 0, frozenset()
     rest_name = "rest_wrist_m" if kind == "interhand" else "rest_pelvis_m"
     # frame key -> (rank, record, root_w, trans_w, p0 or None)
     frames: dict[str, tuple[float, Any, np.ndarray, np.ndarray, np.ndarray | None]] = {}
@@ -584,11 +587,11 @@ def records_in_every_view(records: Mapping[str, Any], gts: Mapping[str, GroundTr
         if fk not in frames or rank < frames[fk][0]:
             frames[fk] = (rank, r, *world)
     todo: list[tuple[str, str]] = []  # (GT key, frame key)
-    for key, g in gts.items():
-        if key in records or g.view is None or g.view.cam_rotmat is None or g.view.cam_trans_mm is None:
+    for key, v in views.items():
+        if key in records or v is None or v.cam_rotmat is None or v.cam_trans_mm is None:
             continue
         try:
-            fk = world_frame_key(kind, g.view.ids, g.hand_side)
+            fk = world_frame_key(kind, v.ids)
         except ValueError:
             continue
         if fk in frames:
@@ -611,7 +614,7 @@ def records_in_every_view(records: Mapping[str, Any], gts: Mapping[str, GroundTr
     for key, fk in todo:
         _, r, root_w, trans_w, p0 = frames[fk]
         p0 = rest_of[fk] if p0 is None else p0
-        v = gts[key].view
+        v = views[key]
         assert v is not None and v.cam_rotmat is not None and v.cam_trans_mm is not None
         root_c, trans_c = world_to_camera_params(root_w, trans_w, p0, v.cam_rotmat, v.cam_trans_mm)
         out[key] = dataclasses.replace(
@@ -624,7 +627,7 @@ def records_in_every_view(records: Mapping[str, Any], gts: Mapping[str, GroundTr
     for k, r in records.items():  # world-frame entries of frames without any GT view: left for the report
         if r.frame == "world" and k not in placed_frames:
             out[k] = r
-    return out, len(todo)
+    return out, len(todo), frozenset(frames[fk][1].key for fk in placed_frames)
 
 
 def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth], models: BodyModels, *,
@@ -640,7 +643,7 @@ def evaluate_records(records: Mapping[str, Any], gts: Mapping[str, GroundTruth],
     num_records = len(records)
     placed = 0
     if kind is not None:
-        records, placed = records_in_every_view(records, gts, kind, models)
+        records, placed, _ = records_in_every_view(records, {k: g.view for k, g in gts.items()}, kind, models)
     keys = [k for k in records if k in gts]
     world = [k for k in keys if records[k].frame != "camera"]
     keys = [k for k in keys if records[k].frame == "camera"]

@@ -419,24 +419,15 @@ def train_i2l(config: Any, on_progress: Callable[[int, int, float], None] | None
               ) -> tuple[I2LEstimator, dict[str, Any]]:
     """Train :class:`LixelNet` on the pseudo-GT of ``config.train_dataset`` (an ``IndirectConfig``; its
     ``work_dir`` / ``resume`` make the training resumable, as ``indirect.fit_estimator`` says)."""
-    from neuralannot_cli.evaluate.direct import BodyModels, load_samples
-    from neuralannot_cli.evaluate.indirect import _with_index, fit_estimator, open_work_dir
-    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
+    from neuralannot_cli.evaluate.direct import BodyModels
+    from neuralannot_cli.evaluate.indirect import _with_index, fit_estimator, open_work_dir, training_records
 
     cfg = config.checked()
     if cfg.input_size % 32:
         raise ValueError(f"input_size must be a multiple of 32 for the i2l estimator, got {cfg.input_size}")
     open_work_dir(cfg)
-    records = read_pseudo_gt(cfg.train_pseudo_gt, dataset_kind=None if cfg.train_kind == "auto" else cfg.train_kind)
-    types = {r.model_type for r in records.values()}
-    if len(types) != 1:
-        raise ValueError(f"{cfg.train_pseudo_gt}: expected records of one model type, got {sorted(types)}")
-    part: Part = "hand" if types.pop() == "mano" else "body"
-    _, samples = load_samples(cfg.train_dataset, cfg.train_kind, part=part, gt_3d=False)
-    keys = sorted(k for k in records if k in samples and records[k].frame == "camera"
-                  and getattr(records[k], "hand_type", "right") == "right")
-    if not keys:
-        raise ValueError(f"{cfg.train_pseudo_gt}: no camera-frame record matches a sample of {cfg.train_dataset}")
+    part_name, records, samples, keys, skipped = training_records(cfg)
+    part: Part = "hand" if part_name == "hand" else "body"
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
     body = BodyModels(cfg.model_dir, device).get("smplx" if part == "body" else "mano", "right")
@@ -455,7 +446,7 @@ def train_i2l(config: Any, on_progress: Callable[[int, int, float], None] | None
         return lixel_loss(pj, pm, state.mesh_joints(pm), gj, gm, gmj, net.heatmap_size)
 
     last, seconds = fit_estimator(net, ds, cfg, batch_loss, on_progress)
-    info = {"part": part, "num_train": len(keys), "num_skipped": len(records) - len(keys),
+    info = {"part": part, "num_train": len(keys), "num_skipped": skipped,
             "seconds": seconds, "final_loss": last,
             "train_images": frozenset(str(samples[k].image_path) for k in keys)}
     return state, info

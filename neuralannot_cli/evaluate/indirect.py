@@ -273,26 +273,46 @@ def open_work_dir(cfg: IndirectConfig) -> None:
 # ---------------------------------------------------------------------------------------- training
 
 
-def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, float], None] | None = None
-                    ) -> tuple[ParamRegressor, dict[str, Any]]:
-    """Train :class:`ParamRegressor` on the pseudo-GT of ``config.train_dataset`` -> ``(model, info)``
-    (resumable with ``config.work_dir`` / ``config.resume``, see :func:`fit_estimator`)."""
-    from neuralannot_cli.evaluate.direct import BodyModels, load_samples
-    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
+def training_records(cfg: Any) -> tuple[str, dict[str, Any], dict[str, Any], list[str], int]:
+    """The training pairs of an estimator: the records of ``cfg.train_pseudo_gt`` matched with the samples of
+    ``cfg.train_dataset`` (right hands only, for hand sets).
 
-    cfg = config.checked()
-    open_work_dir(cfg)
-    records = read_pseudo_gt(cfg.train_pseudo_gt, dataset_kind=None if cfg.train_kind == "auto" else cfg.train_kind)
+    World-frame files (Human3.6M, MPI-INF-3DHP, InterHand2.6M: one entry per frame) give every view of their frames a
+    training sample, as the field's loaders do (:func:`~neuralannot_cli.evaluate.direct.records_in_every_view`).
+
+    Returns:
+        ``(part, records, samples, keys, skipped)``: ``'body'`` / ``'hand'``, the (placed) records and the samples by
+        key, the sorted training keys, and how many records of the file gave no training sample.
+    """
+    from neuralannot_cli.evaluate.direct import (BodyModels, load_samples, read_pseudo_gt_for, records_in_every_view,
+                                                 sample_view)
+
+    records = read_pseudo_gt_for(Path(cfg.train_pseudo_gt), cfg.train_kind, cfg.train_dataset)
     types = {r.model_type for r in records.values()}
     if len(types) != 1:
         raise ValueError(f"{cfg.train_pseudo_gt}: expected records of one model type, got {sorted(types)}")
     part = "hand" if types.pop() == "mano" else "body"
-    _, samples = load_samples(cfg.train_dataset, cfg.train_kind, part=part, gt_3d=False)  # type: ignore[arg-type]
+    kind, samples = load_samples(cfg.train_dataset, cfg.train_kind, part=part, gt_3d=False)  # type: ignore[arg-type]
+    file_keys = set(records)
+    records, _, sources = records_in_every_view(records, {k: sample_view(s) for k, s in samples.items()}, kind,
+                                                BodyModels(cfg.model_dir, cfg.device))
     keys = sorted(k for k in records if k in samples and records[k].frame == "camera"
                   and getattr(records[k], "hand_type", "right") == "right")
-    skipped = len(records) - len(keys)
     if not keys:
         raise ValueError(f"{cfg.train_pseudo_gt}: no camera-frame record matches a sample of {cfg.train_dataset}")
+    used = (set(keys) & file_keys) | sources
+    return part, records, samples, keys, len(file_keys - used)
+
+
+def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, float], None] | None = None
+                    ) -> tuple[ParamRegressor, dict[str, Any]]:
+    """Train :class:`ParamRegressor` on the pseudo-GT of ``config.train_dataset`` -> ``(model, info)``
+    (resumable with ``config.work_dir`` / ``config.resume``, see :func:`fit_estimator`)."""
+    from neuralannot_cli.evaluate.direct import BodyModels
+
+    cfg = config.checked()
+    open_work_dir(cfg)
+    part, records, samples, keys, skipped = training_records(cfg)
     sample_list = [samples[k] for k in keys]
     rot_t, betas_t = _targets([records[k] for k in keys], part)
     torch.manual_seed(cfg.seed)

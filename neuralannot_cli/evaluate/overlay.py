@@ -149,7 +149,8 @@ def render_overlays(pseudo_gt: str | os.PathLike, dataset_json: str | os.PathLik
     ds_kind, gts = load_ground_truth(dataset_json, kind, part=part,  # type: ignore[arg-type]
                                      model_dir=model_dir, device=device)
     models = BodyModels(model_dir, device)
-    recs = [records_in_every_view(rs, gts, ds_kind, models)[0] for rs in recs]
+    views = {k: g.view for k, g in gts.items()}
+    recs = [records_in_every_view(rs, views, ds_kind, models)[0] for rs in recs]
     keys = sorted(k for k in recs[0] if k in gts and all(k in rs for rs in recs[1:])
                   and all(rs[k].frame == "camera" for rs in recs))
     out = Path(out_dir)
