@@ -6,6 +6,9 @@
 - COCO SMPL-X files without the ``lhand_valid`` / ``rhand_valid`` / ``face_valid`` flags inside ``smplx_param``
   (IDEA-Research/OSX ``data/MSCOCO/MSCOCO.py`` fills them from COCO-WholeBody when absent): the hand / face
   parameters the file holds must not be dropped on reading.
+- FreiHAND MANO (in place of mks0601's ``freihand_train_data.json``): keyed by ``str(db_idx)``, FreiHAND's annotation
+  index, which Hand4Whole / I2L-MeshNet / Pose2Mesh look up as ``data[str(img['db_idx'])]`` for every version of an
+  image (``image_number = index + 32560 * version``, lmb-freiburg/freihand ``utils/fh_utils.py``).
 """
 
 from __future__ import annotations
@@ -132,3 +135,32 @@ def test_annotate_3dpw_writes_the_released_layout(tmp_path, standin_dir):
     back = read_pseudo_gt(out)
     assert sorted(back) == ["0", "1", "2"] and back["2"].frame == "camera"
     np.testing.assert_allclose(back["0"].focal_px, [1961.9, 1969.2])
+
+
+def test_freihand_file_is_keyed_by_db_idx_one_entry_per_sample(tmp_path):
+    from neuralannot_cli.io.pseudo_gt import ManoRecord, record_key
+
+    n = 32560
+    rng = np.random.default_rng(3)
+
+    def rec(index: int, version: int, score: float) -> ManoRecord:
+        ids = {"index": index, "version": ("gs", "hom", "sample", "auto")[version], "image_number": index + n * version}
+        return ManoRecord(key=record_key("freihand", ids), ids=ids, hand_type="right", root_rotvec=rng.normal(0, 1, 3),
+                          hand_pose_rotvecs=rng.normal(0, 0.3, (15, 3)), betas=rng.normal(0, 1, 10),
+                          transl_m=[0.0, 0.0, 0.5], focal_px=FOCAL, princpt_px=PRINCPT, score=score)
+
+    # index 3: gs and hom (gs kept although hom scores better); index 5: hom and auto only (lowest score kept)
+    recs = [rec(3, 1, 0.5), rec(3, 0, 2.0), rec(5, 3, 1.0), rec(5, 1, 4.0)]
+    path = tmp_path / "freihand_train_data.json"
+    write_pseudo_gt_json(recs, path, dataset_kind="freihand")
+    data = json.loads(path.read_text())
+    assert sorted(data, key=int) == ["3", "5"]  # what data[str(img['db_idx'])] asks for, for every version
+    np.testing.assert_allclose(data["3"]["mano_param"]["pose"][:3], recs[1].root_rotvec)
+    np.testing.assert_allclose(data["5"]["mano_param"]["pose"][:3], recs[2].root_rotvec)
+    back = read_pseudo_gt(path, dataset_kind="freihand")  # ours: the kept records under their own keys
+    assert sorted(back) == sorted([recs[1].key, recs[2].key]) == ["3", str(5 + 3 * n)]
+    for entry in data.values():
+        entry.pop("neuralannot")
+    path.write_text(json.dumps(data))
+    foreign = read_pseudo_gt(path, dataset_kind="freihand")  # a released-style file: keys are gs images
+    assert sorted(foreign) == ["3", "5"] and foreign["5"].ids == {"image_number": 5, "index": 5}

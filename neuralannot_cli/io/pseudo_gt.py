@@ -57,8 +57,13 @@ are relative to the model's mean hand (``smplx.create(..., use_pca=False)`` with
    (NeuralAnnot_RELEASE ``MPI-INF-3DHP/demo_smplx.py``).
 5. FreiHAND (Hand4Whole ``data/FreiHAND/FreiHAND.py``, ``freihand_{train,eval}_data.json``):
    ``{str(db_idx): {"mano_param": {"pose": [48], "shape": [10], "trans": [3]}, "cam_param": {"focal",
-   "princpt"}}}``, right hands, camera frame. Written here keyed by ``str(image_number)`` (our FreiHAND
-   reader's id).
+   "princpt"}}}``, right hands, camera frame. ``db_idx`` is FreiHAND's annotation index (0..32559 for training;
+   every loader -- Hand4Whole, I2L-MeshNet, Pose2Mesh -- looks up ``data[str(img['db_idx'])]``), shared by the four
+   image versions of a sample (``image_number = index + 32560 * version``, gs / hom / sample / auto; FreiHAND
+   ``utils/fh_utils.py`` ``map_id``). Written here keyed by ``str(ids["index"])``, one entry per index: the ``gs``
+   record where there is one, else the lowest ``score`` (ties: lowest image number); our record key (the image
+   number) stays under ``neuralannot``. A foreign file's key is read as the index of a ``gs`` image
+   (``image_number = index``).
 6. 3DPW, SMPL-X: ``3DPW_{split}_SMPLX_NeuralAnnot.json`` (NeuralAnnot_RELEASE ``3DPW/demo_smplx.py``)::
 
        {str(ann_id): {"root_pose": [3], "body_pose": [63], "shape": [10], "trans": [3]}}
@@ -565,14 +570,31 @@ def _interhand_entry(rec: ManoRecord) -> dict[str, Any]:
     return {"pose": _l(pose), "shape": _l(rec.betas), "trans": _l(trans_w), "neuralannot": extras}
 
 
-def _pick_per_frame(records: Iterable[Record], frame_of: Any) -> dict[tuple, Record]:
+def _pick_per_frame(records: Iterable[Record], frame_of: Any, rank: Any = None) -> dict[tuple, Record]:
+    rank = rank or _rank
     best: dict[tuple, Record] = {}
     for rec in records:
         fk = frame_of(rec)
         cur = best.get(fk)
-        if cur is None or _rank(rec) < _rank(cur):
+        if cur is None or rank(rec) < rank(cur):
             best[fk] = rec
     return best
+
+
+def _freihand_index(rec: Record) -> tuple[int]:
+    """FreiHAND's annotation index (``db_idx``) of a record: ``ids["index"]``, else the image number of a gs image."""
+    value = rec.ids.get("index", rec.ids.get("image_number"))
+    try:
+        return (int(value),)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"ManoRecord[{rec.key}].ids: 'index' (FreiHAND's db_idx) is needed by the freihand layout, "
+                         f"got {rec.ids}") from None
+
+
+def _freihand_rank(rec: Record) -> tuple[int, float, int]:
+    score = rec.score if rec.score is not None else math.inf
+    number = rec.ids.get("image_number", 0)
+    return (0 if rec.ids.get("version", "gs") == "gs" else 1, score, int(number) if isinstance(number, int) else 0)
 
 
 def _rank(rec: Record) -> tuple[float, str]:
@@ -639,8 +661,9 @@ def write_pseudo_gt_json(records: Iterable[Record], path: str | os.PathLike, *, 
                 slot = out.setdefault(str(capture), {}).setdefault(str(frame), {"right": None, "left": None})
                 slot[side] = _interhand_entry(r)  # type: ignore[arg-type]
         elif dataset_kind == "freihand":
-            for r in recs:
-                out[record_key("freihand", r.ids)] = _mano_entry(r)  # type: ignore[arg-type]
+            best = _pick_per_frame(recs, _freihand_index, rank=_freihand_rank)
+            for index, r in sorted(best.items(), key=lambda kv: kv[0]):
+                out[str(index[0])] = _mano_entry(r)  # type: ignore[arg-type]
         else:
             for r in recs:
                 base = record_key(dataset_kind, r.ids)
@@ -933,7 +956,7 @@ def read_pseudo_gt(path: str | os.PathLike, *, dataset_kind: str | None = None) 
     for k, entry in _items(data, path, ""):
         where = f"[{k!r}]"
         if kind == "freihand":
-            put(_read_mano_entry(entry, path, where, "right", k, {"image_number": _int(k)}))
+            put(_read_mano_entry(entry, path, where, "right", k, {"image_number": _int(k), "index": _int(k)}))
         elif kind == "3dpw" and not (isinstance(entry, Mapping) and "smplx_param" in entry):
             put(_read_flat_smplx_entry(entry, path, where, k, {"ann_id": _int(k)}))
         elif isinstance(entry, Mapping) and ("right" in entry or "left" in entry) and "smplx_param" not in entry:
