@@ -436,3 +436,40 @@ def test_indirect_trains_on_every_view_of_a_world_frame_file(standin_dir, tmp_pa
     for k in keys:  # every view carries the kept view's body pose and its own camera
         np.testing.assert_allclose(records[k].body_pose_rotvecs, kept.body_pose_rotvecs, atol=1e-12)
         np.testing.assert_allclose(records[k].focal_px, samples[k].focal_px, rtol=1e-6)
+
+
+def test_init_from_a_world_frame_file_starts_every_view(standin_dir, tmp_path):
+    """``annotate --method smplifyx --init`` of a world-frame file (the released layout: no extrinsics of ours)
+    starts every view of its frames with that frame's entry in that camera; without the dataset it refuses."""
+    from neuralannot_cli.io.annotate_run import init_from_pseudo_gt
+    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt, write_pseudo_gt_json
+
+    root = tmp_path / "mpi"
+    recs, model = _mpi_set(standin_dir, root, noise=0.1)
+    ours = tmp_path / "ours" / "MPI-INF-3DHP_SMPLX_NeuralAnnot.json"
+    ours.parent.mkdir()
+    write_pseudo_gt_json(list(recs.values()), ours, dataset_kind="mpi3dhp")
+    data = json.loads(ours.read_text())
+    for seqs in data.values():
+        for frames in seqs.values():
+            for entry in frames.values():
+                entry.pop("neuralannot")
+    released = tmp_path / "MPI-INF-3DHP_SMPLX_NeuralAnnot.json"
+    released.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="world-frame record"):
+        init_from_pseudo_gt(released, "body")
+    starts = init_from_pseudo_gt(released, "body", dataset_json=root / "MPI-INF-3DHP_1k.json", model_dir=standin_dir)
+    assert sorted(starts) == sorted(recs)
+    kept = recs["1/1/0/0"]  # the file's entry came from camera 0: its start there is that record (to the
+    # loader's float32 extrinsics)
+    np.testing.assert_allclose(starts[kept.key]["root_rotvec"], kept.root_rotvec, atol=1e-5)
+    np.testing.assert_allclose(starts[kept.key]["transl_m"], kept.transl_m, atol=1e-5)
+    for k, st in starts.items():  # in every view: the kept body, moved by the cameras (joints, numpy)
+        np.testing.assert_allclose(st["pose_rotvecs"], kept.body_pose_rotvecs, atol=1e-12)
+        v = recs[k]
+        start = dataclasses.replace(kept, root_rotvec=st["root_rotvec"], transl_m=st["transl_m"])
+        world = (_joints64(model, kept, "mpi3dhp_17") - kept.cam_trans_mm) @ kept.cam_rotmat
+        np.testing.assert_allclose(_joints64(model, start, "mpi3dhp_17"), world @ v.cam_rotmat.T + v.cam_trans_mm,
+                                   atol=1e-3)
+    assert read_pseudo_gt(ours)  # our own file still starts without the dataset (its kept view only)
+    assert sorted(init_from_pseudo_gt(ours, "body")) == [kept.key]

@@ -150,7 +150,8 @@ def annotate(
             if not init.exists():
                 fail(f"{init}: --init file not found")
             try:
-                starts = init_from_pseudo_gt(init, fit_part)  # type: ignore[arg-type]
+                starts = init_from_pseudo_gt(init, fit_part, dataset_json=dataset_json, kind=kind.value,  # type: ignore[arg-type]
+                                             model_dir=model_dir, device=device)
             except (FileNotFoundError, ValueError) as exc:
                 fail(f"--init: {exc}")
         fit_config = default_fit_config(fit_part, optimizer=optimizer.value,  # type: ignore[arg-type]

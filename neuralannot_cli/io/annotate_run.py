@@ -33,6 +33,7 @@ stand-in by construction).
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -239,27 +240,48 @@ def json_safe(obj: Any) -> Any:
     return repr(obj)
 
 
-def init_from_pseudo_gt(path: Path, part: Literal["body", "hand"]) -> dict[str, dict[str, np.ndarray]]:
-    """A pseudo-GT file written by ``annotate`` (JSON, a Human3.6M folder, or npz) -> ``fit_samples`` init.
+def init_from_pseudo_gt(path: Path, part: Literal["body", "hand"], *, dataset_json: Path | None = None,
+                        kind: str = "auto", model_dir: str | os.PathLike | None = None, device: str = "cpu"
+                        ) -> dict[str, dict[str, np.ndarray]]:
+    """A pseudo-GT file (JSON of the field's layouts, a Human3.6M folder, or npz) -> ``fit_samples`` init.
 
     Returns ``{record key: {"root_rotvec" (3,), "pose_rotvecs" (21|15, 3), "betas" (10,), "transl_m" (3,)}}``
-    in the camera frame (world-frame files of our own are converted back by the reader); left-hand records
-    hold LEFT-MANO parameters, which is what the baseline fits left hands with.
+    in the camera frame; left-hand records hold LEFT-MANO parameters, which is what the baseline fits left hands
+    with. With ``dataset_json`` (the set being fitted), a world-frame file (Human3.6M / MPI-INF-3DHP /
+    InterHand2.6M: one entry per frame, ours or a released one) starts every view of its frames, as the field's
+    loaders place it (:func:`~neuralannot_cli.evaluate.direct.records_in_every_view`; ``model_dir`` gives the
+    body model a released entry's rest root comes from); entries of frames the set lacks are left out.
 
     Raises:
         FileNotFoundError / ValueError: unreadable file, a record of the wrong model (``--init`` of a body
-            file for hands), or a world-frame record without the extrinsics to bring it to the camera.
+            file for hands), or (without ``dataset_json``) a world-frame record without the extrinsics to bring it
+            to the camera.
     """
     from neuralannot_cli.io.pseudo_gt import read_pseudo_gt, read_pseudo_gt_npz
 
     path = Path(path)
-    records = read_pseudo_gt_npz(path) if path.suffix == ".npz" else read_pseudo_gt(path)
+    if path.suffix == ".npz":
+        records = read_pseudo_gt_npz(path)
+    elif dataset_json is not None:
+        from neuralannot_cli.evaluate.direct import read_pseudo_gt_for
+
+        records = read_pseudo_gt_for(path, kind, dataset_json)
+    else:
+        records = read_pseudo_gt(path)
     want = SmplxRecord if part == "body" else ManoRecord
-    out: dict[str, dict[str, np.ndarray]] = {}
     for key, rec in records.items():
         if not isinstance(rec, want):
             raise ValueError(f"{path}: {key}: a {'MANO' if isinstance(rec, ManoRecord) else 'SMPL-X'} record "
                              f"cannot start a {part} fit")
+    if dataset_json is not None:
+        from neuralannot_cli.evaluate.direct import BodyModels, load_samples, records_in_every_view, sample_view
+
+        ds_kind, samples = load_samples(dataset_json, kind, part=part, gt_3d=False)
+        records, _, _ = records_in_every_view(records, {k: sample_view(s) for k, s in samples.items()}, ds_kind,
+                                              BodyModels(model_dir, device))
+        records = {k: r for k, r in records.items() if r.frame == "camera"}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for key, rec in records.items():
         if rec.frame != "camera":
             raise ValueError(f"{path}: {key}: frame: world-frame record without camera extrinsics; cannot start "
                              "a camera-frame fit from it")
