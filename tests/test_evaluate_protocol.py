@@ -473,3 +473,77 @@ def test_init_from_a_world_frame_file_starts_every_view(standin_dir, tmp_path):
                                    atol=1e-3)
     assert read_pseudo_gt(ours)  # our own file still starts without the dataset (its kept view only)
     assert sorted(init_from_pseudo_gt(ours, "body")) == [kept.key]
+
+
+def test_world_frame_file_keeps_the_view_of_lowest_2d_error_in_the_sets_joints(standin_dir, tmp_path):
+    """An annotator whose keypoints are COCO-WholeBody joints (every body annotator here) on Human3.6M: the view
+    a frame keeps is the one whose body, in Human3.6M's own h36m_17 joints projected with the predicted camera,
+    is closest to the labelled 2D keypoints (numpy reference, float64 model). Before, no score could be computed
+    and the lowest camera was always kept."""
+    from types import SimpleNamespace
+
+    from neuralannot_cli.body import load_body_model
+    from neuralannot_cli.data.synth import SynthConfig, generate
+    from neuralannot_cli.evaluate.direct import load_samples
+    from neuralannot_cli.io.annotate_run import AnnotateConfig, run_annotate
+    from neuralannot_cli.io.pseudo_gt import record_key
+
+    torch.set_num_threads(1)
+    root = tmp_path / "h36m"
+    generate(SynthConfig(kind="h36m", out_dir=root, count=4, image_size=64, subjects=(1,), seed=3,
+                         model_dir=standin_dir))
+    data_json = root / "annotations" / "Human36M_subject1_data.json"
+    hidden = json.loads((root / "annotations" / "synth_hidden_gt_train.json").read_text())
+    truth = {record_key("h36m", e["ids"]): e["params_cam"] for e in hidden["annotations"].values()}
+    noise = {k: 0.05 + 0.1 * i for i, k in enumerate(sorted(truth, key=lambda k: -int(k.rsplit("/", 1)[1])))}
+
+    class Noisy:  # the true body per view, its pose perturbed the more the lower the camera number
+        method, needs_images, input_size, is_standin, joint_set, part = "noisy", False, 0, True, "coco_wholebody_23", "body"
+        params: dict = {}
+
+        def describe(self):
+            return {}
+
+        def predict_samples(self, samples, keys, mirrored, batch):
+            for k in keys:
+                p = truth[k]
+                rng = np.random.default_rng(list(k.encode()))
+                self.params[k] = dict(root=np.asarray(p["root_rotvec"], np.float64).reshape(3),
+                                      pose=np.asarray(p["body_pose_rotvecs"]).reshape(21, 3)
+                                      + rng.normal(0, noise[k], (21, 3)),
+                                      betas=np.asarray(p["betas"]).reshape(-1)[:10],
+                                      transl=np.asarray(p["transl_m"]).reshape(3))
+            ps = [self.params[k] for k in keys]
+            return SimpleNamespace(**{n: np.stack([x[m] for x in ps]) for n, m in (
+                ("root_rotvec", "root"), ("pose_rotvecs", "pose"), ("betas", "betas"), ("transl_cam_m", "transl"))},
+                focal_px=np.array([s.focal_px for s in samples]), princpt_px=np.array([s.princpt_px for s in samples]),
+                keypoints_2d_px=None)
+
+    pred = Noisy()
+    out = tmp_path / "pgt"
+    run_annotate(AnnotateConfig(dataset_json=data_json, checkpoint=None, out=out / "x.json", model_dir=standin_dir),
+                 pred)
+    written = json.loads((out / "Human36M_subject1_SMPLX_NeuralAnnot.json").read_text())
+    _, samples = load_samples(data_json, "h36m", part="body", gt_3d=False)
+    model = load_body_model("smplx", model_dir=standin_dir, dtype=torch.float64)
+    frames: dict[str, list[str]] = {}
+    for k in samples:
+        frames.setdefault(k.rsplit("/", 1)[0], []).append(k)
+    checked = 0
+    for fk, ks in frames.items():
+        errs = {}
+        for k in ks:
+            p, s = pred.params[k], samples[k]
+            with torch.no_grad():
+                o = model(root_rotvec=torch.tensor(p["root"][None]), body_pose_rotvecs=torch.tensor(p["pose"][None]),
+                          betas=torch.tensor(p["betas"][None]), transl_m=torch.tensor(p["transl"][None]))
+            j = model.joints_in(o, "h36m_17")[0].numpy()
+            px = j[:, :2] / j[:, 2:] * np.asarray(s.focal_px) + np.asarray(s.princpt_px)
+            w = np.asarray(s.keypoints_conf) > 0
+            errs[k] = np.linalg.norm(px[w] - np.asarray(s.keypoints_2d_px)[w], axis=1).mean()
+        subject, act, sub, frame = fk.split("/")
+        entry = written[act][sub][frame]["neuralannot"]
+        best = min(errs, key=errs.get)
+        assert entry["key"] == best and entry["score"] == pytest.approx(errs[best], rel=1e-4), (errs, entry["key"])
+        checked += len(ks) > 1 and best != min(ks, key=lambda k: int(k.rsplit("/", 1)[1]))
+    assert checked >= 1  # at least one frame keeps a view other than the lowest camera

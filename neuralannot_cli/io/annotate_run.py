@@ -478,6 +478,33 @@ def rest_root_joint(body_model: Any, betas: np.ndarray, device: str) -> np.ndarr
     return out.kinematic_joints[:, 0].detach().to("cpu", torch.float64).numpy()
 
 
+def _scores_in_sample_joints(body_model: Any, root: np.ndarray, pose: np.ndarray, betas: np.ndarray,
+                             transl: np.ndarray, focal: np.ndarray, princpt: np.ndarray, samples: Sequence[Sample],
+                             device: str) -> list[float | None]:
+    """Per sample: mean 2D distance (px) between its labelled keypoints (weighted by confidence) and the body's
+    joints of the SAMPLE's joint set projected with the predicted camera -- the score that picks the view a
+    world-frame file keeps (Human3.6M ``h36m_17`` / MPI-INF-3DHP ``mpi3dhp_17``, which the annotator's own
+    keypoints, e.g. COCO-WholeBody's, cannot be compared with). ``None`` where the model lacks that joint set
+    (e.g. no ``J_regressor_h36m_smplx.npy``) or a sample has no labelled keypoint."""
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=body_model.dtype,  # noqa: E731
+                                  device=getattr(body_model, "device", device))
+    with torch.no_grad():
+        out = body_model(root_rotvec=t(root), body_pose_rotvecs=t(pose), betas=t(betas), transl_m=t(transl))
+    scores: list[float | None] = [None] * len(samples)
+    for js in sorted({s.joint_set for s in samples}):
+        try:
+            joints = body_model.joints_in(out, js).detach().to("cpu", torch.float64).numpy()  # (B, J, 3) m
+        except ValueError:
+            continue
+        for i, s in enumerate(samples):
+            if s.joint_set != js:
+                continue
+            z = np.clip(joints[i, :, 2:3], 1e-6, None)
+            px = joints[i, :, :2] / z * np.asarray(focal[i], np.float64) + np.asarray(princpt[i], np.float64)
+            scores[i] = _score(px, s)
+    return scores
+
+
 def _records_from_prediction(kind: str, part: str, pred: Any, samples: Sequence[Sample], keys: Sequence[str],
                              mirrored: Sequence[bool], body_model: Any, device: str, joint_set: str | None,
                              hand_models: dict[str, Any] | None = None) -> list[SmplxRecord | ManoRecord]:
@@ -499,15 +526,20 @@ def _records_from_prediction(kind: str, part: str, pred: Any, samples: Sequence[
     out: list[SmplxRecord | ManoRecord] = []
     if part == "body":
         pelvis = rest_root_joint(body_model, betas, device) if kind in _WORLD_KINDS else None
+        # the score picks the view a world-frame file keeps: measured in the sample's own joints
+        world_scores = (_scores_in_sample_joints(body_model, root, pose, betas, transl, focal, princpt, samples,
+                                                 device) if kind in _WORLD_KINDS else None)
         for i, s in enumerate(samples):
             kpi = None if kp is None else kp[i]
             extra: dict[str, Any] = {}
+            score = _score(kpi, s)
             if kind in _WORLD_KINDS:
                 extra = dict(cam_rotmat=s.extras["cam_rotmat"], cam_trans_mm=s.extras["cam_trans_mm"],
                              rest_pelvis_m=pelvis[i])  # type: ignore[index]
+                score = world_scores[i] if world_scores[i] is not None else score  # type: ignore[index]
             out.append(SmplxRecord(key=keys[i], ids=s.ids, root_rotvec=root[i], body_pose_rotvecs=pose[i],
                                    betas=betas[i], transl_m=transl[i], focal_px=focal[i], princpt_px=princpt[i],
-                                   keypoints_2d_px=kpi, joint_set=js, score=_score(kpi, s), **extra))
+                                   keypoints_2d_px=kpi, joint_set=js, score=score, **extra))
         return out
     pred_mirrored = getattr(pred, "mirrored", None)
     if pred_mirrored is not None:
