@@ -371,7 +371,7 @@ def main() -> None:
         line, hdr, units, line,
         row("NeuralAnnot (train + annotate)", nr, na_total_s),
         row("SMPLify-X-style, batched", br, bl_tgt_s),
-        row(f"SMPLify-X-style, per-sample (*)", br, ps_tgt_s, "*"),
+        row("SMPLify-X-style, per-sample (*)", br, ps_tgt_s, "*"),
         line,
         f"NeuralAnnot time = training {train_s:.1f} s (stage 1 + prior + stage 2, {s1_epochs}+{s2_epochs} epochs, "
         f"resnet18, input {args.input_size}, batch {args.batch_size}, lr {args.lr:g}, lambda_tg {used.lambda_tg:g}, "

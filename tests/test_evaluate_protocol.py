@@ -239,6 +239,20 @@ def _mpi_set(standin_dir, root: Path, noise: float = 0.35):
     return recs, model
 
 
+def _write_ours_and_released(recs: dict, ours: Path, released: Path) -> None:
+    """Write ``recs`` in the MPI-INF-3DHP world-frame layout to ``ours``, and the same file without this tool's
+    ``neuralannot`` extras (the released layout: no extrinsics, no rest pelvis) to ``released``."""
+    from neuralannot_cli.io.pseudo_gt import write_pseudo_gt_json
+
+    write_pseudo_gt_json(list(recs.values()), ours, dataset_kind="mpi3dhp")
+    data = json.loads(ours.read_text())
+    for seqs in data.values():
+        for frames in seqs.values():
+            for entry in frames.values():
+                entry.pop("neuralannot")
+    released.write_text(json.dumps(data))
+
+
 def _joints64(model, r, joint_set: str) -> np.ndarray:
     with torch.no_grad():
         out = model(root_rotvec=torch.tensor(np.asarray(r.root_rotvec)[None]),
@@ -290,7 +304,7 @@ def test_world_frame_entries_are_scored_in_every_view(standin_dir, tmp_path):
     float64), and a foreign file (the released layout, without this tool's extras: rest pelvis from the body
     model) scores exactly as this tool's file."""
     from neuralannot_cli.evaluate.direct import BodyModels, evaluate_direct, load_ground_truth, records_in_every_view
-    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt, write_pseudo_gt_json
+    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
 
     root = tmp_path / "mpi"
     recs, model = _mpi_set(standin_dir, root, noise=0.2)
@@ -308,15 +322,8 @@ def test_world_frame_entries_are_scored_in_every_view(standin_dir, tmp_path):
         np.testing.assert_allclose(_joints64(model, r, "mpi3dhp_17"), expected, atol=1e-3)
         np.testing.assert_allclose(r.focal_px, v.focal_px)
     # this tool's file vs the same file stripped of its extras (the released layout)
-    ours = tmp_path / "ours.json"
-    write_pseudo_gt_json(list(recs.values()), ours, dataset_kind="mpi3dhp")
-    data = json.loads(ours.read_text())
-    for seqs in data.values():
-        for frames in seqs.values():
-            for entry in frames.values():
-                entry.pop("neuralannot")
-    foreign = tmp_path / "MPI-INF-3DHP_SMPLX_NeuralAnnot.json"
-    foreign.write_text(json.dumps(data))
+    ours, foreign = tmp_path / "ours.json", tmp_path / "MPI-INF-3DHP_SMPLX_NeuralAnnot.json"
+    _write_ours_and_released(recs, ours, foreign)
     assert {r.frame for r in read_pseudo_gt(foreign).values()} == {"world"}
     rep = evaluate_direct({"ours": ours, "released": foreign}, root / "MPI-INF-3DHP_1k.json", model_dir=standin_dir)
     a, b = rep.methods
@@ -442,20 +449,14 @@ def test_init_from_a_world_frame_file_starts_every_view(standin_dir, tmp_path):
     """``annotate --method smplifyx --init`` of a world-frame file (the released layout: no extrinsics of ours)
     starts every view of its frames with that frame's entry in that camera; without the dataset it refuses."""
     from neuralannot_cli.io.annotate_run import init_from_pseudo_gt
-    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt, write_pseudo_gt_json
+    from neuralannot_cli.io.pseudo_gt import read_pseudo_gt
 
     root = tmp_path / "mpi"
     recs, model = _mpi_set(standin_dir, root, noise=0.1)
     ours = tmp_path / "ours" / "MPI-INF-3DHP_SMPLX_NeuralAnnot.json"
     ours.parent.mkdir()
-    write_pseudo_gt_json(list(recs.values()), ours, dataset_kind="mpi3dhp")
-    data = json.loads(ours.read_text())
-    for seqs in data.values():
-        for frames in seqs.values():
-            for entry in frames.values():
-                entry.pop("neuralannot")
     released = tmp_path / "MPI-INF-3DHP_SMPLX_NeuralAnnot.json"
-    released.write_text(json.dumps(data))
+    _write_ours_and_released(recs, ours, released)
     with pytest.raises(ValueError, match="world-frame record"):
         init_from_pseudo_gt(released, "body")
     starts = init_from_pseudo_gt(released, "body", dataset_json=root / "MPI-INF-3DHP_1k.json", model_dir=standin_dir)

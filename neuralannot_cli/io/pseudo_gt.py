@@ -1001,7 +1001,6 @@ def write_pseudo_gt_npz(records: Iterable[Record], path: str | os.PathLike) -> P
     if len(types) > 1:
         raise ValueError(f"{path}: records mix model types {sorted(types)}")
     mt = types.pop() if types else "smplx"
-    n = len(recs)
     k = 21 if mt == "smplx" else 15
     nb = recs[0].betas.shape[0] if recs else 10
 
