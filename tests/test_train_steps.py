@@ -386,3 +386,53 @@ def test_train_config_rejects_cuda_graphs_without_cuda(tmp_path):
     with pytest.raises(ValueError, match="cuda_graphs: needs a CUDA device"):
         TrainConfig(part="body", aux=(("h36m", str(tmp_path)),), target=(("coco_wholebody", str(tmp_path)),),
                     out_dir=str(tmp_path / "run"), cuda_graphs=True)
+
+
+def test_invalid_gt_3d_joints_enter_neither_stage(body_model):
+    """A GT 3D joint marked invalid (``keypoints_conf`` 0: the loaders' validity, InterHand2.6M ``joint_valid``)
+    changes neither the stage-1 loss (nor the pose feature it feeds) nor the stage-2 3D term, whatever its
+    coordinates; a valid joint does; a sample whose root is invalid drops out entirely."""
+    from neuralannot_cli.nets.heads import Stage1Net, Stage2Net
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(5)
+    net = Stage1Net("body", 18, 17)
+    loss1 = Stage1Loss(net, body_model, "body", "h36m_17", LossWeights.for_part("body"))
+    conf = torch.ones(B, 17)
+    conf[0, 5] = 0.0  # one invalid joint
+    conf[2, 0] = 0.0  # an invalid root (h36m_17 root = pelvis, 0)
+    base = {"image": torch.randn(B, 3, S, S, generator=gen), "joints_3d_cam_mm": _gt_mm(gen),
+            "has_3d": torch.ones(B, dtype=torch.bool), "keypoints_conf": conf}
+
+    def total1(edit=None):
+        b = {k: v.clone() for k, v in base.items()}
+        if edit is not None:
+            b["joints_3d_cam_mm"][edit] += 5000.0
+        with torch.no_grad():
+            return float(loss1(*stage1_inputs(b, torch.device("cpu"), net=net, joint_set="h36m_17"))[0])
+
+    ref = total1()
+    assert total1((0, 5)) == pytest.approx(ref, rel=1e-6)  # invalid joint: no effect
+    assert total1((2, 9)) == pytest.approx(ref, rel=1e-6)  # any joint of a sample with an invalid root
+    assert abs(total1((0, 6)) - ref) > 1e-3 * abs(ref)  # a valid joint does count
+
+    gen2 = torch.Generator().manual_seed(6)
+    batch = _stage2_batch(gen2, with_root=False)
+    aux = batch["aux"][0]
+    aux["has_3d"] = torch.ones(B, dtype=torch.bool)
+    aux["keypoints_conf"] = conf.clone()
+    net2 = Stage2Net("body", 18, None)
+    weights = LossWeights.for_part("body", w_root=0.0)
+
+    def kp3d(edit=None):
+        a = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in aux.items()}
+        if edit is not None:
+            a["joints_3d_cam_mm"][edit] += 5000.0
+        groups, inputs = stage2_inputs({"aux": [a], "target": batch["target"]}, torch.device("cpu"), with_root=False)
+        with torch.no_grad():
+            _, parts = Stage2Loss(net2, None, body_model, "body", S, weights, groups, with_root=False)(*inputs)
+        return float(parts[STAGE2_PARTS.index("kp3d")])
+
+    ref2 = kp3d()
+    assert kp3d((0, 5)) == pytest.approx(ref2, rel=1e-6) and kp3d((2, 9)) == pytest.approx(ref2, rel=1e-6)
+    assert abs(kp3d((0, 6)) - ref2) > 1e-3 * abs(ref2)

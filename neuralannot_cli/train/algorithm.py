@@ -78,7 +78,7 @@ from neuralannot_cli.train.distributed import DistContext, cleanup_distributed, 
 from neuralannot_cli.evaluate.metrics import procrustes_align
 from neuralannot_cli.train.geometry import body_forward
 from neuralannot_cli.train.inference import annotator_config, predict_with
-from neuralannot_cli.train.steps import (STAGE1_PARTS, STAGE2_PARTS, Stage1Loss, Stage2Loss, stage1_inputs,
+from neuralannot_cli.train.steps import (STAGE1_PARTS, STAGE2_PARTS, Stage1Loss, Stage2Loss, stage1_inputs, valid_3d,
                                          stage2_inputs)
 
 __all__ = ["train", "StopTraining", "TrainResult", "EpochHook"]
@@ -464,7 +464,8 @@ class _Run:
             batch = _to(batch, self.device)
             gt_m = batch["joints_3d_cam_mm"].float() / 1000.0
             gt_rel = gt_m - gt_m[:, root : root + 1]
-            out = net(batch["image"], gt_rel)
+            valid = valid_3d(batch["has_3d"], batch["keypoints_conf"], root)  # (B, J), e.g. InterHand joint_valid
+            out = net(batch["image"], gt_rel, valid)
             joints = self.body_model.joints_in(
                 body_forward(self.body_model, config.part, out.root_rotvec, out.pose_rotvecs, out.betas), joint_set)
             transl = gt_m[:, root] - joints[:, root]
@@ -472,19 +473,22 @@ class _Run:
                          ("transl_cam_m", transl), ("index", batch["index"])):
                 acc[k].append(v.detach().cpu())
             rel = joints - joints[:, root : root + 1]
-            err["theta_star_mpjpe_mm"].append((rel - gt_rel).norm(dim=-1).mean(-1) * 1000)
-            err["theta_star_pa_mpjpe_mm"].append((procrustes_align(rel, gt_rel) - gt_rel).norm(dim=-1).mean(-1) * 1000)
+            vmean = lambda e: (e * valid).sum(-1) / valid.sum(-1)  # noqa: E731  (NaN for a sample without 3D)
+            err["theta_star_mpjpe_mm"].append(vmean((rel - gt_rel).norm(dim=-1)) * 1000)
+            err["theta_star_pa_mpjpe_mm"].append(vmean((procrustes_align(rel, gt_rel, valid) - gt_rel).norm(dim=-1))
+                                                 * 1000)
             b = gt_m.shape[0]
             mean = self.body_model.joints_in(body_forward(
                 self.body_model, config.part, torch.tensor([spec.init_root_rotvec], device=self.device).expand(b, 3),
                 torch.zeros(b, spec.num_pose_joints, 3, device=self.device),
                 torch.zeros(b, spec.num_betas, device=self.device)), joint_set)
             mrel = mean - mean[:, root : root + 1]
-            err["mean_pose_mpjpe_mm"].append((mrel - gt_rel).norm(dim=-1).mean(-1) * 1000)
-            err["mean_pose_pa_mpjpe_mm"].append((procrustes_align(mrel, gt_rel) - gt_rel).norm(dim=-1).mean(-1) * 1000)
+            err["mean_pose_mpjpe_mm"].append(vmean((mrel - gt_rel).norm(dim=-1)) * 1000)
+            err["mean_pose_pa_mpjpe_mm"].append(vmean((procrustes_align(mrel, gt_rel, valid) - gt_rel).norm(dim=-1))
+                                                * 1000)
         theta = {k: torch.cat(v) for k, v in acc.items()}
         theta["index"] = theta["index"].long()
-        record = {k: float(torch.cat(v).mean()) for k, v in err.items()}
+        record = {k: float(torch.cat(v).nanmean()) for k, v in err.items()}
         record["count"] = int(theta["index"].numel())
         return theta, record
 

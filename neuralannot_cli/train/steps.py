@@ -44,6 +44,7 @@ __all__ = [
     "Stage2Loss",
     "stage1_inputs",
     "stage2_inputs",
+    "valid_3d",
 ]
 
 STAGE1_PARTS = ("kp3d", "pose_reg")
@@ -65,17 +66,28 @@ def _to_device(t: Any, device: torch.device, what: str) -> torch.Tensor:
     return t.to(device, non_blocking=True)
 
 
-def _stage1_targets(joints_3d_cam_mm: torch.Tensor, has_3d: torch.Tensor, root: int
+def valid_3d(has_3d: torch.Tensor, keypoints_conf: torch.Tensor, root: int) -> torch.Tensor:
+    """``(B, J)`` float weight of each GT 3D joint: the sample has 3D joints, the joint is labelled
+    (``keypoints_conf > 0``: the loaders' validity, e.g. InterHand2.6M ``joint_valid``, as the evaluation reads it)
+    and so is the root (targets are root-relative). Elementwise only (no host sync, graph-capturable)."""
+    valid = has_3d.float()[:, None] * (keypoints_conf > 0).float()
+    return valid * valid[:, root : root + 1]
+
+
+def _stage1_targets(joints_3d_cam_mm: torch.Tensor, valid: torch.Tensor, root: int
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(gt_m, conf, gt_rel)``: GT joints in metres, ``(B, J)`` validity, root-relative joints."""
+    """``(gt_m, conf, gt_rel)``: GT joints in metres, ``(B, J)`` validity, root-relative joints. ``valid``: the
+    per-joint weights ``(B, J)`` (:func:`valid_3d`) or a per-sample ``has_3d`` ``(B,)``."""
     gt_m = joints_3d_cam_mm.float() / 1000.0
-    conf = has_3d.float()[:, None].expand(gt_m.shape[:2])
+    conf = valid.float() if valid.dim() == 2 else valid.float()[:, None].expand(gt_m.shape[:2])
     return gt_m, conf, gt_m - gt_m[:, root : root + 1]
 
 
 def stage1_inputs(batch: dict[str, Any], device: torch.device, *, net: nn.Module | None = None,
                   joint_set: str | None = None) -> tuple[torch.Tensor, ...]:
-    """``(image (B, 3, S, S), joints_3d_cam_mm (B, J, 3), has_3d (B,))`` of a collated stage-1 batch, on ``device``.
+    """``(image (B, 3, S, S), joints_3d_cam_mm (B, J, 3), valid (B, J))`` of a collated stage-1 batch, on ``device``:
+    ``valid`` = :func:`valid_3d` of its ``has_3d`` and ``keypoints_conf`` (with ``joint_set``; without it, or a batch
+    without ``keypoints_conf``, the ``(B,)`` ``has_3d``).
 
     With ``net`` (a :class:`~neuralannot_cli.nets.heads.Stage1Net` that has a root frame) and the batch's
     ``joint_set``, a 4th tensor: the ``(B, 3, 3)`` root frame of the GT joints
@@ -84,6 +96,9 @@ def stage1_inputs(batch: dict[str, Any], device: torch.device, *, net: nn.Module
     """
     tensors = tuple(_to_device(batch[k], device, f"stage-1 batch[{k!r}]")
                     for k in ("image", "joints_3d_cam_mm", "has_3d"))
+    if joint_set is not None and "keypoints_conf" in batch:
+        conf = _to_device(batch["keypoints_conf"], device, "stage-1 batch['keypoints_conf']")
+        tensors = (*tensors[:2], valid_3d(tensors[2], conf, ROOT_JOINT[joint_set]))
     if net is None or getattr(net, "root_frame_idx", None) is None:
         return tensors
     if joint_set is None:
@@ -118,8 +133,8 @@ def stage2_inputs(batch: dict[str, Any], device: torch.device, *, with_root: boo
 class Stage1Loss(nn.Module):
     """``L_ax`` of a :class:`~neuralannot_cli.nets.heads.Stage1Net` on one aux joint set.
 
-    ``forward(image, joints_3d_cam_mm, has_3d[, frame_rotmat]) -> (total, parts)`` (the tensors of
-    :func:`stage1_inputs`); ``parts`` = :data:`STAGE1_PARTS`.
+    ``forward(image, joints_3d_cam_mm, valid[, frame_rotmat]) -> (total, parts)`` (the tensors of
+    :func:`stage1_inputs`; ``valid`` ``(B, J)`` or ``has_3d`` ``(B,)``); ``parts`` = :data:`STAGE1_PARTS`.
 
     Args:
         model: the stage-1 network (or its DDP wrapper).
@@ -139,10 +154,10 @@ class Stage1Loss(nn.Module):
         self.root = ROOT_JOINT[joint_set]
         self.weights = weights
 
-    def forward(self, image: torch.Tensor, joints_3d_cam_mm: torch.Tensor, has_3d: torch.Tensor,
+    def forward(self, image: torch.Tensor, joints_3d_cam_mm: torch.Tensor, valid: torch.Tensor,
                 frame_rotmat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         root = self.root
-        gt_m, conf, gt_rel = _stage1_targets(joints_3d_cam_mm, has_3d, root)
+        gt_m, conf, gt_rel = _stage1_targets(joints_3d_cam_mm, valid, root)
         out = self.model(image, gt_rel, conf, frame_rotmat)
         joints = self.body_model.joints_in(regressor_body_forward(self.body_model, self.part, out), self.joint_set)
         total, parts = loss_aux(joints, gt_m, conf, out.pose_rotvecs, root=root, weights=self.weights)
@@ -210,7 +225,7 @@ class Stage2Loss(nn.Module):
             kp2d_terms.append(keypoint_l1(uv / size, g["keypoints_2d_crop_px"] / size, g["keypoints_conf"]))
             if not is_target:
                 gt_m = g["joints_3d_cam_mm"].float() / 1000.0
-                conf3 = g["has_3d"].float()[:, None].expand(gt_m.shape[:2])
+                conf3 = valid_3d(g["has_3d"], g["keypoints_conf"], ROOT_JOINT[jset])
                 kp3d_terms.append(keypoint_3d_l1_root_aligned(joints, gt_m, conf3, ROOT_JOINT[jset]))
                 param_terms.append(param_l1(out.pose_rotvecs[sl], g["pose_rotvecs_star"].float()))
                 if w.w_root > 0:
