@@ -243,6 +243,9 @@ def indirect(
                 "pck3d_150mm", "auc3d_0_150mm"):
         if s[key] is not None:
             typer.echo(f"  {key}: {s[key]:.3f}")
+    if result.num_skipped_train:
+        err_console.print(f"[bold yellow]WARNING[/]: {result.num_skipped_train} records of {train} gave no training "
+                          f"sample (no matching sample of {train_dataset}, or a left hand)")
     if result.num_test_in_train:
         err_console.print(f"[bold yellow]WARNING[/]: {result.num_test_in_train} of the {result.num_test} test "
                           "images were also training images: these numbers are not held-out results")

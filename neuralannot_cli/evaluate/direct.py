@@ -503,6 +503,11 @@ def _merge_hidden(gts: dict[str, GroundTruth], path: Path, kind: str, part: Part
                              f"{j3d.shape} / {kp.shape} / {vis.shape} do not agree")
         for key, side, sl in _hidden_keys(kind, part, e):
             old = gts.get(key)
+            if old is not None and old.image_path is not None and "image_file" in e:
+                hidden_image = (path.parent.parent / str(e["image_file"])).resolve()
+                if hidden_image != Path(old.image_path).resolve():
+                    raise ValueError(f"{path}: {where}.image_file: {e['image_file']} is not the dataset's image "
+                                     f"{old.image_path} (the hidden GT of another split or set?)")
             js, j, k, v = e["joint_set"], j3d, kp, vis
             if sl is not None:
                 js, j, k, v = "hand_21", j3d[sl], kp[sl], vis[sl]
@@ -775,8 +780,12 @@ def evaluate_direct(pseudo_gt: Mapping[str, str | os.PathLike], dataset_json: st
     results = []
     for name, (p, recs) in loaded.items():
         cb = (lambda d, t, _n=name: on_progress(_n, d, t)) if on_progress is not None else None
-        results.append(evaluate_records(recs, gts, models, name=name, path=str(p), meta=_read_meta(p), on_progress=cb,
-                                        kind=ds_kind))
+        res = evaluate_records(recs, gts, models, name=name, path=str(p), meta=_read_meta(p), on_progress=cb,
+                               kind=ds_kind)
+        if res.num_matched == 0:
+            raise ValueError(f"{p}: none of its {res.num_records} records matches a sample of {dataset_json} "
+                             f"({ds_kind}, {part}; another split, subject or dataset?)")
+        results.append(res)
     return DirectReport(dataset_json=str(dataset_json), kind=ds_kind, part=part,
                         gt_file=None if hidden_gt is None else str(hidden_gt), methods=tuple(results))
 
@@ -951,6 +960,9 @@ def write_report(report: DirectReport, out_dir: str | os.PathLike) -> dict[str, 
             paths["error_hist"] = _write_png(out / "error_hist.png", draw_histogram(
                 {m.name: m.per_sample_error_2d_px for m in with_2d}, f"2D error per sample ({report.kind})",
                 "2D error (px)"))
+    for name in ("error_hist", "per_joint"):  # a reused folder must not keep another evaluation's plot
+        if name not in paths:
+            (out / f"{name}.png").unlink(missing_ok=True)
     doc = report.to_json()
     doc["plots"] = {k: str(v) for k, v in paths.items()}
     paths["report"] = atomic_write_json(out / "report.json", doc, indent=2)

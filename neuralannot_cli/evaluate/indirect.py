@@ -298,8 +298,9 @@ def training_records(cfg: Any) -> tuple[str, dict[str, Any], dict[str, Any], lis
                                                 BodyModels(cfg.model_dir, cfg.device))
     keys = sorted(k for k in records if k in samples and records[k].frame == "camera"
                   and getattr(records[k], "hand_type", "right") == "right")
-    if not keys:
-        raise ValueError(f"{cfg.train_pseudo_gt}: no camera-frame record matches a sample of {cfg.train_dataset}")
+    if len(keys) < 2:  # BatchNorm needs two samples per batch
+        raise ValueError(f"{cfg.train_pseudo_gt}: {len(keys)} camera-frame record(s) match a sample of "
+                         f"{cfg.train_dataset}; training needs at least 2 (another split or dataset?)")
     used = (set(keys) & file_keys) | sources
     return part, records, samples, keys, len(file_keys - used)
 

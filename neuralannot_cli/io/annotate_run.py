@@ -505,6 +505,50 @@ def _scores_in_sample_joints(body_model: Any, root: np.ndarray, pose: np.ndarray
     return scores
 
 
+def _check_fit_inputs(predictor: Any, samples: Sequence[Sample], keys: Sequence[str], config: Any) -> None:
+    """The baseline's inputs, before any fitting: a fit needs labelled 2D keypoints (or, with ``--use-3d``, 3D
+    joints), ``--use-3d`` needs a set with 3D joints, and an ``--init`` file must start at least one sample.
+    Where only some samples are affected, a warning says how many."""
+    import warnings
+
+    use_3d = bool(getattr(predictor, "use_3d", False))
+    has_3d = [s.joints_3d_cam_mm is not None for s in samples]
+    if use_3d and not any(has_3d):
+        raise ValueError(f"{config.dataset_json}: --use-3d: no sample has 3D joints (joints_3d_cam_mm)")
+    empty = [i for i, s in enumerate(samples)
+             if not (np.asarray(s.keypoints_conf) > 0).any() and not (use_3d and has_3d[i])]
+    if len(empty) == len(samples):
+        raise ValueError(f"{config.dataset_json}: keypoints: no sample has a labelled 2D keypoint; the smplifyx "
+                         "baseline has nothing to fit (e.g. FreiHAND's evaluation split without evaluation_xyz.json)")
+    if empty:
+        warnings.warn(f"{config.dataset_json}: {len(empty)} of {len(samples)} samples have no labelled 2D keypoint: "
+                      "their records are the fit's starting pose", stacklevel=3)
+    init = getattr(predictor, "init", None)
+    if init:
+        matched = sum(k in init for k in keys)
+        if matched == 0:
+            raise ValueError(f"{getattr(predictor, 'init_file', None) or '--init'}: none of its {len(init)} records "
+                             f"matches a sample of {config.dataset_json} (another split or dataset?)")
+        if matched < len(keys):
+            warnings.warn(f"--init: {len(keys) - matched} of {len(keys)} samples have no record in "
+                          f"{getattr(predictor, 'init_file', None)} and start from the default", stacklevel=3)
+
+
+def _check_joint_sets(body_model: Any, joint_sets: set[str], config: Any, kind: str) -> None:
+    """Raise the one-line error of :meth:`BodyModel.joints_in` (e.g. a missing ``J_regressor_h36m_smplx.npy``) when
+    the body model cannot give a joint set the world-frame view choice needs."""
+    with torch.no_grad():
+        out = body_model(betas=torch.zeros(1, int(body_model.num_betas), dtype=body_model.dtype,
+                                           device=getattr(body_model, "device", config.device)))
+    for js in sorted(joint_sets):
+        try:
+            body_model.joints_in(out, js)
+        except ValueError as exc:
+            raise ValueError(f"{config.dataset_json}: the {kind} file keeps one view per frame, chosen by the 2D "
+                             f"error of the set's own {js} joints: {exc} (or write --format npz, which keeps every "
+                             "view)") from None
+
+
 def _records_from_prediction(kind: str, part: str, pred: Any, samples: Sequence[Sample], keys: Sequence[str],
                              mirrored: Sequence[bool], body_model: Any, device: str, joint_set: str | None,
                              hand_models: dict[str, Any] | None = None) -> list[SmplxRecord | ManoRecord]:
@@ -639,10 +683,19 @@ def run_annotate(
         raise ValueError(f"{config.dataset_json}: ids: two samples share the key {dup!r}")
     if not keys:
         raise ValueError(f"{config.dataset_json}: no {part} samples to annotate")
+    if predictor.method == "smplifyx":
+        _check_fit_inputs(predictor, part_samples, keys, config)
 
     out = Path(config.out)
     if config.fmt == "npz" and out.suffix != ".npz":
         raise ValueError(f"{out}: --format npz needs an output path ending in .npz")
+    body_model = None
+    if part == "body" and kind in _WORLD_KINDS:  # extrinsics + rest pelvis of the world-frame layouts
+        from neuralannot_cli.body import load_body_model
+
+        body_model = load_body_model("smplx", model_dir=config.model_dir, device=config.device)
+        if config.fmt == "json":  # the kept view is chosen in the set's own joints: fail now, not silently later
+            _check_joint_sets(body_model, {s.joint_set for s in part_samples}, config, kind)
     log = ProgressLog.open(progress_path_for(out), _fingerprint(config, predictor, kind, part), resume=config.resume)
     try:
         num_resumed = len(log.done_keys & set(keys))
@@ -651,11 +704,6 @@ def run_annotate(
         done = total - len(pending)
         if on_progress:
             on_progress(done, total)
-        body_model = None
-        if part == "body" and kind in _WORLD_KINDS and pending:
-            from neuralannot_cli.body import load_body_model
-
-            body_model = load_body_model("smplx", model_dir=config.model_dir, device=config.device)
         hand_models = None
         if part == "hand" and kind == "interhand" and pending:  # rest wrists for the world-frame file
             from neuralannot_cli.body import load_body_model

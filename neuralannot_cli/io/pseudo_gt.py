@@ -751,7 +751,7 @@ def _smplx_from_params(p: Mapping, focal: Any, princpt: Any, ex: Mapping, path: 
         kw["jaw_rotvec"], kw["expression"] = p["jaw_pose"], p["expr"]
     try:
         return SmplxRecord(
-            key=ex.get("key", fallback_key), ids=ex.get("ids", fallback_ids),
+            key=_entry_key(ex, fallback_key, path, where), ids=ex.get("ids", fallback_ids),
             root_rotvec=_get(p, "root_pose", path, p_where),
             body_pose_rotvecs=_get(p, "body_pose", path, p_where),
             betas=_get(p, "shape", path, p_where),
@@ -763,6 +763,24 @@ def _smplx_from_params(p: Mapping, focal: Any, princpt: Any, ex: Mapping, path: 
         if str(exc).startswith(f"{path}: "):  # a _get() message already names the file and field
             raise
         raise ValueError(f"{path}: {where}: {exc}") from None
+
+
+def _entry_key(ex: Mapping, file_key: str, path: Path, where: str, *, index_key: bool = False) -> str:
+    """Our record key of a flat entry: the one kept under ``neuralannot``, which must agree with the entry's place in
+    the file (what the field's loaders look up) -- a re-keyed or merged file is refused, not scored as if intact.
+    FreiHAND (``index_key``): the file key is ``db_idx``, our key the image number; their ``ids["index"]`` agree."""
+    if "key" not in ex:
+        return file_key
+    key = str(ex["key"])
+    if index_key:
+        index = (ex.get("ids") or {}).get("index")
+        agree = index is None or str(index) == file_key
+    else:
+        agree = key == file_key
+    if not agree:
+        raise ValueError(f"{path}: {where}.neuralannot.key: {key!r} disagrees with the entry's key {file_key!r} "
+                         "(a re-keyed or merged file?)")
+    return key
 
 
 def _read_smplx_entry(entry: Mapping, path: Path, where: str, fallback_key: str, fallback_ids: dict) -> SmplxRecord:
@@ -793,7 +811,8 @@ def _read_mano_entry(entry: Mapping, path: Path, where: str, hand_type: str, fal
     pose = _mano_pose(_get(p, "pose", path, f"{where}.mano_param"), path, f"{where}.mano_param.pose")
     try:
         return ManoRecord(
-            key=ex.get("key", fallback_key), ids=ex.get("ids", fallback_ids), hand_type=hand_type,  # type: ignore[arg-type]
+            key=_entry_key(ex, fallback_key, path, where, index_key="index" in fallback_ids),
+            ids=ex.get("ids", fallback_ids), hand_type=hand_type,  # type: ignore[arg-type]
             root_rotvec=pose[:3], hand_pose_rotvecs=pose[3:].reshape(15, 3),
             betas=_get(p, "shape", path, f"{where}.mano_param"), transl_m=_get(p, "trans", path, f"{where}.mano_param"),
             focal_px=_get(cam, "focal", path, f"{where}.cam_param"),
