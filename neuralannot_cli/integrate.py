@@ -739,7 +739,9 @@ def integrate_records(
         num_expression_coeffs) and the flags ``lhand_valid`` / ``rhand_valid`` / ``face_valid``.
 
     Raises:
-        DatasetFormatError: a missing or malformed field (one line naming the file and the field).
+        DatasetFormatError: a missing or malformed field (one line naming the file and the field); an empty
+            ``body``; a hand entry with neither ``left`` nor ``right``; a non-empty ``hand`` / ``face`` none
+            of whose keys is a body annotation id (some unmatched entries are fine: they are counted).
     """
     bpath, hpath, fpath = Path(body_path), Path(hand_path), Path(face_path)
     for obj, p in ((body, bpath), (hand, hpath), (face, fpath)):
@@ -748,6 +750,18 @@ def integrate_records(
                 p, "<top level>", f"expected an object keyed by annotation id, got {type(obj).__name__}"
             )
     ids = [str(k) for k in body.keys()]
+    if not ids:
+        raise _format_error(bpath, "<top level>", "no body records (an empty file)")
+    body_ids = set(ids)
+    for part, obj, p in (("hand", hand, hpath), ("face", face, fpath)):
+        # A part file that matches no person would leave every person without that part (exit 0, the
+        # body written back unchanged): another dataset, split or part, not a partial annotation.
+        if obj and not any(str(k) in body_ids for k in obj.keys()):
+            first = next(iter(obj.keys()))
+            raise _format_error(
+                p, "<top level>", f"none of its {len(obj)} {part} entries (first key {str(first)!r}) matches a "
+                f"body record of {bpath.name} (keys are annotation ids; another dataset or split?)"
+            )
     n_expr = int(smplx_model.num_expression_coeffs)
     rows: dict[str, list[Any]] = {k: [] for k in (
         "root", "body", "shape", "trans", "hglob", "hpose", "hvalid", "jaw", "expr", "fvalid", "flipped")}
@@ -773,6 +787,11 @@ def integrate_records(
             if not isinstance(hrec, Mapping):
                 raise _format_error(
                     hpath, where, f"expected an object with 'left' / 'right', got {type(hrec).__name__}"
+                )
+            if not any(side in hrec for side in SIDES):  # e.g. a body file or a FreiHAND file given as --hand
+                keys = ", ".join(repr(str(k)) for k in list(hrec.keys())[:4]) or "none"
+                raise _format_error(
+                    hpath, where, f"expected a hand entry with 'left' / 'right' keys, got keys {keys}"
                 )
             for s, side in enumerate(SIDES):
                 entry = hrec.get(side)
@@ -880,7 +899,6 @@ def integrate_records(
             "rwrist_euler_xyz_deg": [round(float(v), 4) for v in euler_deg[1]],
         }
         out[aid] = new_rec
-    body_ids = set(ids)
     summary = IntegrationSummary(
         persons=batch,
         wrists_replaced=replaced,

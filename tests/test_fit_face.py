@@ -208,6 +208,59 @@ def test_fit_face_cli(flame, standin_dir: Path, tmp_path: Path, monkeypatch: pyt
     assert not (tmp_path / "x.json").exists()
 
 
+def test_no_fittable_face_is_an_error_and_writes_nothing(flame, standin_dir: Path, tmp_path: Path):
+    """Samples but no face to fit (audit s9, item 9): it used to exit 0 with a file of skip records, or ``{}``
+    with --omit-skipped. Now a one-line error naming the output, the dataset and the reasons, before any write."""
+    from typer.testing import CliRunner
+
+    from neuralannot_cli.cli.main import app
+    from neuralannot_cli.fit.engine import default_fit_config
+    from neuralannot_cli.fit.face import run_fit_face
+
+    _, _, _, noisy, _, _ = synthetic_faces(flame, 1, seed=11)
+    kp = noisy[0].numpy()
+    few = np.zeros(68)
+    few[27:35] = 1  # 8 visible
+    samples = [
+        _face_sample(kp, np.ones(68), 1, face_valid=False),
+        _face_sample(kp, few, 2, face_valid=True),
+        _face_sample(kp, np.ones(68), 3, face_valid=True, face_box_xywh_px=np.zeros(4)),
+        _face_sample(kp, np.ones(68), 4, face_valid=False),
+    ]
+    out = tmp_path / "lib" / "face.json"
+    out.parent.mkdir()
+    cfg = default_fit_config("face", iterations_scale=0.05)
+    with pytest.raises(ValueError) as info:
+        run_fit_face(samples, out, model=flame, config=cfg, min_visible=10, omit_skipped=True,
+                     fingerprint={"dataset_json": "/data/coco_wholebody_x.json"})
+    msg = str(info.value)
+    assert "\n" not in msg and str(out) in msg and "/data/coco_wholebody_x.json" in msg, msg
+    assert "no face to fit" in msg and "of 4 annotations" in msg, msg
+    assert "2 face_valid false" in msg and "1 no face box" in msg, msg
+    assert "1 fewer than 10 labelled face keypoints" in msg, msg
+    assert list(out.parent.iterdir()) == []  # neither the output nor its progress log
+    # one fittable face is enough: the run goes on (skip records for the others, as before)
+    samples.append(_face_sample(kp, np.ones(68), 5, face_valid=True))
+    summary = run_fit_face(samples, out, model=flame, config=cfg, min_visible=10)
+    assert (summary.num_records, summary.num_fitted) == (5, 1) and out.is_file()
+
+    src = tmp_path / "annotations" / "coco_wholebody_val_v1.0.json"
+    _coco_json(src, noisy[0].numpy())
+    data = json.loads(src.read_text())
+    for a in data["annotations"]:
+        a["face_valid"] = False
+    src.write_text(json.dumps(data))
+    for extra in ([], ["--omit-skipped"]):
+        cli_out = tmp_path / f"cli{len(extra)}.json"
+        res = CliRunner().invoke(app, ["fit-face", str(src), "--out", str(cli_out), "--model-dir", str(standin_dir),
+                                       "--iterations-scale", "0.1", *extra])
+        text = " ".join(res.output.split())
+        assert res.exit_code == 1, res.output
+        assert str(cli_out) in text and str(src.resolve()) in text and "2 face_valid false" in text, res.output
+        assert "Traceback" not in res.output and [ln for ln in res.output.splitlines() if "error:" in ln]
+        assert not cli_out.exists() and not (tmp_path / f"cli{len(extra)}.json.progress.jsonl").exists()
+
+
 # ------------------------------------------------------- the 68-point correspondence, seen in the image
 # Independent reference: the documented iBUG-68 / 300-W layout that COCO-WholeBody ``face_kpts`` use
 # (jin-s13/COCO-WholeBody; 0..16 jaw line from the subject's right to left, 17..21 right brow, 22..26 left

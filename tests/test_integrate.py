@@ -523,3 +523,103 @@ def test_skipped_face_record_from_fit_face_is_an_invalid_face(models):
     assert p1["expr"] == pytest.approx([0.5] * 10)
     assert p2["face_valid"] is False and p2["jaw_pose"] == [0.0] * 3 and p2["expr"] == [0.0] * 10
     assert summary.face_valid == 1
+
+
+# ------------------------------------------------------------------ degenerate inputs (audit s9, item 5)
+
+
+def _invoke_integrate(standin_dir, body, out, hand=None, face=None):
+    from neuralannot_cli.cli.main import app
+
+    args = ["integrate", "--body", str(body), "--out", str(out), "--model-dir", str(standin_dir)]
+    if hand is not None:
+        args += ["--hand", str(hand)]
+    if face is not None:
+        args += ["--face", str(face)]
+    r = CliRunner().invoke(app, args)
+    return r, _plain(r.output)
+
+
+def _assert_one_line_error(r, text, *needles):
+    assert r.exit_code != 0, text
+    assert len(text.strip().splitlines()) == 1, text
+    for needle in needles:
+        assert needle in text, (needle, text)
+
+
+def test_empty_body_file_is_an_error(tmp_path, models, standin_dir):
+    """``{}`` as --body used to write ``{}`` with exit 0."""
+    paths, _ = _write_case(tmp_path, models)
+    empty = tmp_path / "empty_body.json"
+    empty.write_text("{}")
+    out = tmp_path / "o.json"
+    r, text = _invoke_integrate(standin_dir, empty, out, hand=paths["hand"])
+    _assert_one_line_error(r, text, "empty_body.json", "<top level>", "no body records")
+    assert not out.exists()
+    smplx, mano = models
+    means = hand_means_from_models(smplx, mano["left"], mano["right"])
+    with pytest.raises(ValueError, match=r"body\.json: <top level>: no body records"):
+        integrate_records({}, {}, {}, smplx_model=smplx, hand_means=means)
+
+
+def test_hand_file_of_another_layout_is_an_error(tmp_path, models, standin_dir):
+    """A body file (or a FreiHAND ``{idx: {mano_param}}`` file) passed as --hand has entries with neither 'left'
+    nor 'right'; it used to count as "no hand" for every person, exit 0."""
+    paths, _ = _write_case(tmp_path, models)
+    out = tmp_path / "o.json"
+    r, text = _invoke_integrate(standin_dir, paths["body"], out, hand=paths["body"])
+    _assert_one_line_error(r, text, "body.json", '["1"]', "'left' / 'right'", "'smplx_param'")
+    assert not out.exists()
+    frei = tmp_path / "frei_like.json"  # keys match the body, entries are bare MANO records
+    frei.write_text(json.dumps({"1": {"mano_param": {"pose": [0.0] * 48, "shape": [0.0] * 10, "trans": [0] * 3}}}))
+    r, text = _invoke_integrate(standin_dir, paths["body"], out, hand=frei)
+    _assert_one_line_error(r, text, "frei_like.json", '["1"]', "'left' / 'right'", "'mano_param'")
+    assert not out.exists()
+    # the face counterpart (a body file as --face) names the missing FLAME field
+    r, text = _invoke_integrate(standin_dir, paths["body"], out, face=paths["body"])
+    _assert_one_line_error(r, text, "body.json", '["1"].flame_param', "missing")
+    assert not out.exists()
+    # a null entry and an entry with only one side stay valid
+    smplx, mano = models
+    means = hand_means_from_models(smplx, mano["left"], mano["right"])
+    body = json.loads(paths["body"].read_text())
+    hand = json.loads(paths["hand"].read_text())
+    hand["3"] = None
+    del hand["2"]["left"]
+    _, summary = integrate_records(body, hand, {}, smplx_model=smplx, hand_means=means)
+    assert summary.hand_valid == {"left": 1, "right": 2}
+
+
+@pytest.mark.parametrize("part", ["hand", "face"])
+def test_part_file_matching_no_body_record_is_an_error(tmp_path, models, standin_dir, part):
+    """A --hand / --face file whose keys are all other annotation ids (another split or dataset) used to write the
+    body back without any hand / face, exit 0. Some unmatched entries stay allowed (counted, as before)."""
+    paths, _ = _write_case(tmp_path, models)
+    data = json.loads(paths[part].read_text())
+    other = tmp_path / f"{part}_other.json"
+    other.write_text(json.dumps({str(int(k) + 1000): v for k, v in data.items()}))
+    out = tmp_path / "o.json"
+    r, text = _invoke_integrate(standin_dir, paths["body"], out, **{part: other})
+    _assert_one_line_error(r, text, f"{part}_other.json", "<top level>", f"{part} entries",
+                           "matches a body record", "body.json")
+    assert not out.exists()
+    empty = tmp_path / f"{part}_empty.json"
+    empty.write_text("{}")
+    r, text = _invoke_integrate(standin_dir, paths["body"], out, **{part: empty})
+    _assert_one_line_error(r, text, f"{part}_empty.json", "<top level>", f"no {part} entries")
+    assert not out.exists()
+
+    smplx, mano = models
+    means = hand_means_from_models(smplx, mano["left"], mano["right"])
+    body = json.loads(paths["body"].read_text())
+    shifted = json.loads(other.read_text())
+    kw = {"hand": {}, "face": {}, part: shifted}
+    with pytest.raises(ValueError, match=rf"{part}_other\.json: <top level>: none of its 3 {part} entries"):
+        integrate_records(body, kw["hand"], kw["face"], smplx_model=smplx, hand_means=means,
+                          **{f"{part}_path": other})
+    # a partial match is fine: one matching entry among the unmatched ones
+    shifted["1"] = data["1"]
+    kw[part] = shifted
+    _, summary = integrate_records(body, kw["hand"], kw["face"], smplx_model=smplx, hand_means=means)
+    assert (summary.hands_without_body if part == "hand" else summary.faces_without_body) == 3
+    assert (summary.hand_valid["right"] if part == "hand" else summary.face_valid) == 1

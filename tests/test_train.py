@@ -332,6 +332,26 @@ def test_resume_refuses_existing_run_without_flag(tmp_path, standin_dir, body_se
         train(body_config(body_sets, standin_dir, out), resume=True)
 
 
+def test_aux_set_without_3d_joints_is_refused(tmp_path, standin_dir, body_sets):
+    """FreiHAND's evaluation split without evaluation_xyz.json loads with no 3D joints (audit s9, item 7): it used
+    to train stage 1 on the regulariser only and report Θ* PA-MPJPE 0.0 mm against the zero skeleton."""
+    from neuralannot_cli.train.algorithm import train
+
+    frei = make_synth(tmp_path, standin_dir, "freihand", 4, 64, 4, split="evaluation")
+    (frei / "evaluation_xyz.json").unlink()
+    out = tmp_path / "run"
+    cfg = TrainConfig(part="hand", aux=(("freihand", str(frei)),), target=(("coco_wholebody", str(body_sets["coco"])),),
+                      out_dir=str(out), stage1_epochs=1, stage2_epochs=1, prior_epochs=1, batch_size=4,
+                      input_size=32, backbone="resnet18", model_dir=str(standin_dir), augment=False, progress=False,
+                      dataset_options=(("freihand", (("split", "evaluation"),)),))
+    with pytest.raises(ValueError) as info:
+        train(cfg)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{frei}: aux set freihand"), msg
+    assert "joints_3d_cam_mm" in msg and "an auxiliary set needs 3D joints" in msg, msg
+    assert not out.exists()  # refused before the run folder is made
+
+
 # ------------------------------------------------------------------------- hidden-GT evaluation (Table 2)
 
 

@@ -82,6 +82,9 @@ def integrate(
     body_data = _read(body, "--body")
     hand_data = _read(hand, "--hand")
     face_data = _read(face, "--face")
+    for path, data, part in ((hand, hand_data, "hand"), (face, face_data, "face")):
+        if path is not None and not data:  # given but empty: it would match no person (omit the option instead)
+            fail(f"{path}: <top level>: no {part} entries (an empty file matches no body record)")
 
     try:
         smplx_model = load_body_model("smplx", gender=gender.value, model_dir=model_dir, dtype=torch.float64)

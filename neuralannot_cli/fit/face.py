@@ -256,7 +256,9 @@ def run_fit_face(
     ``out`` is written.
 
     Raises:
-        ValueError: two samples share an annotation id, or the progress log belongs to another job / is corrupt.
+        ValueError: two samples share an annotation id, no sample has a fittable face (face_valid false, no
+            face box or fewer than ``min_visible`` labelled face keypoints; raised before anything is written),
+            or the progress log belongs to another job / is corrupt.
         OSError: ``out`` (or its progress log) cannot be written; ``filename`` is ``out``.
     """
     from neuralannot_cli.io.atomic import atomic_write_json
@@ -269,7 +271,18 @@ def run_fit_face(
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
         raise ValueError(f"{out}: two face annotations share the id {dup!r}")
-    fittable = [i for i, s in enumerate(samples) if face_keypoints(s, min_visible=min_visible)[2] is None]
+    reasons = [face_keypoints(s, min_visible=min_visible)[2] for s in samples]
+    fittable = [i for i, r in enumerate(reasons) if r is None]
+    if samples and not fittable:  # a file of skipped faces (or {} with omit_skipped) is no result: say why
+        counts = {"face_valid false": 0, "no face box": 0, f"fewer than {min_visible} labelled face keypoints": 0}
+        for r in reasons:
+            key = ("face_valid false" if r is not None and r.startswith("face_valid") else
+                   "no face box" if r == "no face box" else f"fewer than {min_visible} labelled face keypoints")
+            counts[key] += 1
+        source = (fingerprint or {}).get("dataset_json")
+        why = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+        raise ValueError(f"{out}: no face to fit in {source or 'the samples'}: of {len(samples)} annotations, "
+                         f"{why} (nothing written)")
     skipped = sorted(set(range(len(samples))) - set(fittable))
     chunks = ([skipped] if skipped else []) + [fittable[i:i + batch_size] for i in range(0, len(fittable), batch_size)]
     job = {**dict(fingerprint or {}), "num_samples": len(samples), "min_visible": int(min_visible),

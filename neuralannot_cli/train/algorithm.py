@@ -263,6 +263,11 @@ class _Run:
                 from neuralannot_cli.data.pw3d_joints import with_gt_joints
 
                 samples = with_gt_joints(samples, model_dir=config.model_dir)
+            if not any(sample.joints_3d_cam_mm is not None for sample in samples):
+                # e.g. FreiHAND's evaluation split without evaluation_xyz.json: stage 1 would train on the
+                # regulariser alone and Θ* would be measured against (and placed at) an all-zero skeleton
+                raise ValueError(f"{root}: aux set {kind}: joints_3d_cam_mm: no sample has 3D joints (an auxiliary "
+                                 "set needs 3D joints; use a split or files that provide them)")
             self.aux_samples[kind] = part_aux_samples(samples)
         tkind, troot = config.target[0]
         tsamples = load_dataset(tkind, troot, **config.options_for(tkind))
