@@ -22,7 +22,8 @@ What runs (all in this process, the library API the CLI calls):
    the aux set measures the 3D error of annotations made from 2D, as the paper's Table 1 does; NeuralAnnot's
    prediction on the aux set is also made from the image alone (the aux 3D was seen in training, which is
    the method). The per-sample baseline (``fit_samples(mode='per_sample')``, one optimisation per sample,
-   the classic SMPLify-X way) is timed on the first ``--per-sample-subset`` target samples and its time is
+   the classic SMPLify-X way) is timed on the first ``--per-sample-subset`` target samples -- in every run (also
+   with ``--baseline-from``), on ``--device`` and on the CPU, the speed-up taken against the faster -- and its time is
    EXTRAPOLATED linearly to ``--count``; its accuracy is that of the batched fit (same optimisation, same
    stages; the table repeats the batched numbers and says so).
 5. ``evaluate_direct``: aux = MPJPE (root-aligned) / PA-MPJPE against the dataset's GT 3D joints (h36m_17);
@@ -114,6 +115,25 @@ def _train_breakdown(metrics: list[dict], train_s: float) -> dict[str, float]:
             "other_s": train_s - epochs_s - save_s}
 
 
+def _git_commit() -> str | None:
+    """The code version that measured a run (``git rev-parse HEAD`` of this checkout), if it is a git checkout."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _fit_config_json(cfg) -> dict:
+    import dataclasses
+
+    from neuralannot_cli.io.annotate_run import json_safe
+
+    return json_safe(dataclasses.asdict(cfg))
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b and np.isfinite(a) and np.isfinite(b) else float("nan")
 
@@ -156,6 +176,9 @@ def main() -> None:
     ap.add_argument("--baseline-from", type=Path, default=None,
                     help="reuse the baseline pseudo-GT and measured times of a finished run (its --out) on the same "
                          "data and baseline options, to iterate on NeuralAnnot without refitting (said in the table)")
+    ap.add_argument("--aux-baseline-3d", action="store_true",
+                    help="also fit the aux set with its GT 3D joints (--use-3d): a per-sample fit that sees what "
+                         "NeuralAnnot's stage 1 sees, reported as an extra aux row (not in the ratios)")
     ap.add_argument("--synth-only", action="store_true",
                     help="only write the stand-in models and the two synthetic sets into --out, then stop (prepare "
                          "the data on one machine, time the methods on another with the same --out)")
@@ -265,11 +288,12 @@ def main() -> None:
         shutil.copytree(args.baseline_from / "pseudo_gt" / "smplifyx", pgt / "smplifyx")
         sec = prev["seconds"]
         bl_tgt_s, bl_aux_s = sec["baseline_batched_target"], sec["baseline_batched_aux"]
-        ps_subset_s, ps_tgt_s = sec["baseline_per_sample_subset"], sec["baseline_per_sample_target_extrapolated"]
-        ps_n = int(sec["per_sample_subset_n"])
         reproj = prev.get("baseline_reproj_px", {})  # absent in files written before it was recorded
         bl_reproj_batched = float(reproj.get("batched", float("nan")))
-        ps_reproj = float(reproj.get("per_sample_subset", float("nan")))
+        if prev.get("fit_config") not in (None, _fit_config_json(fit_cfg)):
+            raise SystemExit(f"{args.baseline_from}/benchmark.json: fit_config differs from this run's; the "
+                             "baseline cannot be reused")
+        _log(f"baseline batched times reused from code {prev.get('git_commit', 'unknown (not recorded)')}")
         # both methods write the field's per-subject names into their own aux folder
         aux_files["smplifyx"] = [pgt / "smplifyx" / "aux" / f.name for f in aux_files["neuralannot"]]
         missing = [f for f in aux_files["smplifyx"] if not f.is_file()]
@@ -287,7 +311,7 @@ def main() -> None:
                 bl_aux_s += s
             _log(f"baseline aux REFITTED ({args.baseline_from} predates the view choice '{AUX_VIEW_PICK}') in "
                  f"{bl_aux_s:.1f} s")
-        _log(f"baseline REUSED from {args.baseline_from} (its pseudo-GT and its measured times)")
+        _log(f"baseline REUSED from {args.baseline_from} (its pseudo-GT and batched-fit times)")
     else:
         fp = FitPredictor("body", fit_config=fit_cfg, use_3d=False, model_dir=model_dir, device=args.device)
         _, bl_tgt_s = _annotate(tgt_json, pgt / "smplifyx" / "target.json", fp, model_dir, args.fit_batch_size,
@@ -301,26 +325,54 @@ def main() -> None:
             bl_aux_s += s
         _log(f"baseline (batched) fitted target in {bl_tgt_s:.1f} s, aux in {bl_aux_s:.1f} s")
 
-        # 4b. baseline, per-sample, on a timed subset of the target set (extrapolated) ---------------------
-        subset = load_dataset("coco_wholebody", tgt_root)[: args.per_sample_subset]
-        ps_n = len(subset)
-        smplx = load_body_model("smplx", model_dir=model_dir, device=torch.device(args.device))
+    # 4b. baseline, per-sample, on a timed subset of the target set (extrapolated) -- measured in EVERY run (a
+    # reused run's time would be another code version's), on --device and, if that is not the CPU, on the CPU
+    # too: the classic one-sample-at-a-time fit is launch-bound on a GPU and may be faster on one CPU core, and
+    # the speed-up is taken against the faster of the two
+    subset = load_dataset("coco_wholebody", tgt_root)[: args.per_sample_subset]
+    ps_n = len(subset)
+    ps_by_device: dict[str, float] = {}
+    for dev in dict.fromkeys([args.device, "cpu"]):
+        smplx = load_body_model("smplx", model_dir=model_dir, device=torch.device(dev))
         t0 = time.perf_counter()
-        ps = fit_samples(subset, part="body", config=fit_cfg, models={"smplx": smplx}, device=args.device,
-                         mode="per_sample")
-        ps_subset_s = time.perf_counter() - t0
-        ps_tgt_s = ps_subset_s / ps_n * args.count
-        ps_reproj = (float(ps.reproj_err_px.float().mean()) if torch.is_tensor(ps.reproj_err_px)
-                     else float(np.mean(ps.reproj_err_px)))
-        _log(f"baseline (per-sample) {ps_n} samples in {ps_subset_s:.1f} s -> {ps_tgt_s:.0f} s for {args.count}")
+        ps = fit_samples(subset, part="body", config=fit_cfg, models={"smplx": smplx}, device=dev, mode="per_sample")
+        ps_by_device[dev] = time.perf_counter() - t0
+        if dev == args.device:
+            ps_reproj = (float(ps.reproj_err_px.float().mean()) if torch.is_tensor(ps.reproj_err_px)
+                         else float(np.mean(ps.reproj_err_px)))
+        _log(f"baseline (per-sample, {dev}) {ps_n} samples in {ps_by_device[dev]:.1f} s -> "
+             f"{ps_by_device[dev] / ps_n * args.count:.0f} s for {args.count}")
+    ps_device = min(ps_by_device, key=ps_by_device.get)  # type: ignore[arg-type]
+    ps_subset_s = ps_by_device[ps_device]
+    ps_tgt_s = ps_subset_s / ps_n * args.count
+
+    # 4c. optionally, the aux set fitted with its GT 3D joints (what NeuralAnnot's stage 1 sees) --------------
+    aux3d_files: list[Path] = []
+    bl3d_aux_s = float("nan")
+    if args.aux_baseline_3d:
+        fp3 = FitPredictor("body", fit_config=default_fit_config("body", iterations_scale=args.fit_iterations_scale,
+                                                                   use_3d=True),
+                           use_3d=True, model_dir=model_dir, device=args.device)
+        bl3d_aux_s = 0.0
+        for j in aux_jsons:
+            summary, s = _annotate(j, pgt / "smplifyx_3d" / "aux" / j.name, fp3, model_dir, args.fit_batch_size,
+                                   args.device)
+            aux3d_files.append(summary.files[0])
+            bl3d_aux_s += s
+        _log(f"baseline with GT 3D (batched) fitted aux in {bl3d_aux_s:.1f} s")
 
     # 5. evaluation ---------------------------------------------------------------------------------------
     tgt = _evaluate({"neuralannot": pgt / "neuralannot" / "target.json",
                      "smplifyx": pgt / "smplifyx" / "target.json"}, tgt_json, tgt_hidden, model_dir)
     aux_mpjpe: dict[str, list[np.ndarray]] = {"neuralannot": [], "smplifyx": []}
     aux_pa: dict[str, list[np.ndarray]] = {"neuralannot": [], "smplifyx": []}
+    if aux3d_files:
+        aux_mpjpe["smplifyx_3d"], aux_pa["smplifyx_3d"] = [], []
     for i, j in enumerate(aux_jsons):
-        res = _evaluate({name: files[i] for name, files in aux_files.items()}, j, aux_hidden, model_dir)
+        files_i = {name: files[i] for name, files in aux_files.items()}
+        if aux3d_files:
+            files_i["smplifyx_3d"] = aux3d_files[i]
+        res = _evaluate(files_i, j, aux_hidden, model_dir)
         for name, r in res.items():
             aux_mpjpe[name].append(r.per_sample_mpjpe_mm)
             aux_pa[name].append(r.per_sample_pa_mpjpe_mm)
@@ -330,10 +382,13 @@ def main() -> None:
         a = a[np.isfinite(a)]
         return float(a.mean()) if a.size else float("nan")
 
+    def finite(xs: list[np.ndarray]) -> int:  # the samples a mean is over (a failed fit's NaN is not one)
+        return int(sum(np.isfinite(a).sum() for a in xs))
+
     rows = {}
     for name in ("neuralannot", "smplifyx"):
         rows[name] = {"aux_mpjpe_mm": mean(aux_mpjpe[name]), "aux_pa_mpjpe_mm": mean(aux_pa[name]),
-                      "aux_n": int(sum(a.size for a in aux_mpjpe[name])),
+                      "aux_n": finite(aux_mpjpe[name]), "aux_total": int(sum(a.size for a in aux_mpjpe[name])),
                       "target_pa_mpjpe_mm": tgt[name].pa_mpjpe_mm, "target_mpjpe_mm": tgt[name].mpjpe_mm,
                       "target_2d_px": tgt[name].error_2d_px, "target_n": tgt[name].num_3d}
     na_total_s = train_s + na_tgt_s
@@ -347,14 +402,14 @@ def main() -> None:
 
     # table -----------------------------------------------------------------------------------------------
     n = args.count
-    hdr = (f"{'method':<34} {'aux MPJPE':>10} {'aux PA':>8} {'tgt PA-MPJPE':>13} {'tgt 2D':>7} "
+    hdr = (f"{'method':<38} {'aux MPJPE':>10} {'aux PA':>8} {'tgt PA-MPJPE':>13} {'tgt 2D':>7} "
            f"{'time tgt (s)':>13}")
-    units = f"{'':<34} {'mm':>10} {'mm':>8} {'mm':>13} {'px':>7} {'':>13}"
+    units = f"{'':<38} {'mm':>10} {'mm':>8} {'mm':>13} {'px':>7} {'':>13}"
     line = "-" * len(hdr)
     nr, br = rows["neuralannot"], rows["smplifyx"]
 
     def row(label: str, d: dict, t: float, mark: str = "") -> str:
-        return (f"{label:<34} {d['aux_mpjpe_mm']:>9.1f}{mark:1} {d['aux_pa_mpjpe_mm']:>7.1f}{mark:1} "
+        return (f"{label:<38} {d['aux_mpjpe_mm']:>9.1f}{mark:1} {d['aux_pa_mpjpe_mm']:>7.1f}{mark:1} "
                 f"{d['target_pa_mpjpe_mm']:>12.1f}{mark:1} {d['target_2d_px']:>6.2f}{mark:1} {t:>13.1f}")
 
     ok = lambda c: "MET" if c else "NOT met"  # noqa: E731
@@ -366,12 +421,14 @@ def main() -> None:
         f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, device {args.device}",
         f"command: {' '.join(shlex.quote(a) for a in sys.argv)}",
-        *([f"BASELINE REUSED from {args.baseline_from} (its pseudo-GT files and measured times; same data and "
-           f"baseline options, checked)"] if args.baseline_from else []),
+        *([f"BASELINE REUSED from {args.baseline_from} (its pseudo-GT files and batched-fit times; same data and "
+           f"baseline options, checked; the per-sample time is measured in this run)"] if args.baseline_from else []),
         line, hdr, units, line,
         row("NeuralAnnot (train + annotate)", nr, na_total_s),
         row("SMPLify-X-style, batched", br, bl_tgt_s),
-        row("SMPLify-X-style, per-sample (*)", br, ps_tgt_s, "*"),
+        *[row(f"SMPLify-X-style, per-sample, {dev} (*)", br, t / ps_n * n, "*") for dev, t in ps_by_device.items()],
+        *([f"{'SMPLify-X-style with GT 3D (aux only)':<38} {mean(aux_mpjpe['smplifyx_3d']):>10.1f} "
+           f"{mean(aux_pa['smplifyx_3d']):>8.1f} {'-':>13} {'-':>7} {'-':>13}"] if aux3d_files else []),
         line,
         f"NeuralAnnot time = training {train_s:.1f} s (stage 1 + prior + stage 2, {s1_epochs}+{s2_epochs} epochs, "
         f"resnet18, input {args.input_size}, batch {args.batch_size}, lr {args.lr:g}, lambda_tg {used.lambda_tg:g}, "
@@ -384,10 +441,12 @@ def main() -> None:
         f"state saves {breakdown['save_s']:.1f} s, other {breakdown['other_s']:.1f} s (setup, theta*, prior)",
         f"baseline: 2D keypoints only on both sets (no --use-3d), iterations x{args.fit_iterations_scale:g}, "
         f"{args.fit_batch_size} samples/optimisation batch; aux set fit {bl_aux_s:.1f} s (not counted)",
-        f"(*) per-sample time EXTRAPOLATED: {ps_n} target samples fitted one by one in {ps_subset_s:.1f} s "
-        f"-> x{n}/{ps_n}; its accuracy columns repeat the batched fit (same optimisation; mean reprojection "
-        f"error per-sample subset {ps_reproj:.2f} px vs batched set {bl_reproj_batched:.2f} px)",
-        f"evaluated: aux {nr['aux_n']} / {br['aux_n']} samples vs dataset GT 3D (Human3.6M protocol 2: 14 of the "
+        f"(*) per-sample time EXTRAPOLATED: {ps_n} target samples fitted one by one ("
+        + ", ".join(f"{dev} {t:.1f} s" for dev, t in ps_by_device.items())
+        + f") -> x{n}/{ps_n}, measured in this run; the speed-up is taken against the faster ({ps_device}); its "
+        f"accuracy columns repeat the batched fit (same optimisation; mean reprojection error per-sample subset "
+        f"{ps_reproj:.2f} px vs batched set {bl_reproj_batched:.2f} px)",
+        f"evaluated: aux {nr['aux_n']} / {br['aux_n']} of {nr['aux_total']} samples vs dataset GT 3D (Human3.6M protocol 2: 14 of the "
         f"h36m_17 joints, MPJPE root-aligned at the pelvis); target {nr['target_n']} / {br['target_n']} vs hidden GT "
         f"(coco_wholebody body joints)",
         line,
@@ -407,6 +466,10 @@ def main() -> None:
         "rows": rows, "ratios": r, "standin": standin, "train_metrics": result.metrics,
         "baseline_reproj_px": {"batched": bl_reproj_batched, "per_sample_subset": ps_reproj},
         "baseline_from": str(args.baseline_from) if args.baseline_from else None, "aux_view_pick": AUX_VIEW_PICK,
+        "git_commit": _git_commit(), "fit_config": _fit_config_json(fit_cfg),
+        "per_sample_seconds_by_device": ps_by_device, "per_sample_device": ps_device,
+        "aux_baseline_3d": ({"aux_mpjpe_mm": mean(aux_mpjpe["smplifyx_3d"]), "aux_pa_mpjpe_mm": mean(aux_pa["smplifyx_3d"]),
+                             "seconds": bl3d_aux_s} if aux3d_files else None),
         "seconds": {"train": train_s, "neuralannot_target": na_tgt_s, "neuralannot_aux": na_aux_s,
                     "baseline_batched_target": bl_tgt_s, "baseline_batched_aux": bl_aux_s,
                     "baseline_per_sample_subset": ps_subset_s, "per_sample_subset_n": ps_n,
