@@ -37,6 +37,9 @@
 #     vs 662,307 at e42d73e (G1's code), 2.47x fewer, so expect ~3.8 s per sample instead of 9.0 on an H100; if
 #     both sides stay launch-bound, b512e120 eager projects to ~120-170x (G1's 130.8x x 3.23x fewer NA operations
 #     / 2.47x, less for NA's fixed costs) -- thin, which is why the graphed run comes first)
+#     Since session 9 the benchmark also times the per-sample subset on the CPU and takes the speed-up against the
+#     faster device (G1's per-sample fit was 3.6x slower on the GPU than on one CPU core: its 130.8x is ~36x
+#     that way), and the aux baseline keeps each frame's best view (its aux error fell 229 -> 142 mm on the CPU).
 #     with no .benchpack/baseline.tar: fits the baseline too (batched ~70 s and 8 per-sample fits ~75 s at x1 on an
 #     H100 before the kinematics change of session 5);
 #   or two: `bash benchmarks/device_comparison.sh probe` (timeout_s 330), copy its baseline.tar into .benchpack/,
