@@ -100,20 +100,26 @@ def test_face_fit_recovers_synthetic_faces(flame):
     np.testing.assert_allclose(e["flame_param"]["jaw_pose"], records[0].jaw_rotvec, rtol=1e-6)
 
 
+def _skip_cases(flame, seed: int, last_face_valid: bool) -> list:
+    """Four face samples: face_valid false, 8 labelled keypoints, a zero face box, and a fourth that is fittable
+    when ``last_face_valid``."""
+    _, _, _, noisy, _, _ = synthetic_faces(flame, 1, seed=seed)
+    kp = noisy[0].numpy()
+    few = np.zeros(68)
+    few[27:35] = 1  # 8 visible
+    return [
+        _face_sample(kp, np.ones(68), 1, face_valid=False),
+        _face_sample(kp, few, 2, face_valid=True),
+        _face_sample(kp, np.ones(68), 3, face_valid=True, face_box_xywh_px=np.zeros(4)),
+        _face_sample(kp, np.ones(68), 4, face_valid=last_face_valid),
+    ]
+
+
 def test_face_skip_reasons_and_json(flame):
     from neuralannot_cli.fit.engine import default_fit_config
     from neuralannot_cli.fit.face import face_records_to_json, fit_faces
 
-    _, _, _, noisy, _, _ = synthetic_faces(flame, 1, seed=5)
-    kp = noisy[0].numpy()
-    few = np.zeros(68)
-    few[27:35] = 1  # 8 visible
-    samples = [
-        _face_sample(kp, np.ones(68), 1, face_valid=False),
-        _face_sample(kp, few, 2, face_valid=True),
-        _face_sample(kp, np.ones(68), 3, face_valid=True, face_box_xywh_px=np.zeros(4)),
-        _face_sample(kp, np.ones(68), 4, face_valid=True),
-    ]
+    samples = _skip_cases(flame, seed=5, last_face_valid=True)
     cfg = default_fit_config("face", iterations_scale=0.05)
     records = fit_faces(samples, model=flame, config=cfg, min_visible=10)
     reasons = {r.key: r.skip_reason for r in records}
@@ -217,16 +223,9 @@ def test_no_fittable_face_is_an_error_and_writes_nothing(flame, standin_dir: Pat
     from neuralannot_cli.fit.engine import default_fit_config
     from neuralannot_cli.fit.face import run_fit_face
 
+    samples = _skip_cases(flame, seed=11, last_face_valid=False)  # every one skipped
     _, _, _, noisy, _, _ = synthetic_faces(flame, 1, seed=11)
     kp = noisy[0].numpy()
-    few = np.zeros(68)
-    few[27:35] = 1  # 8 visible
-    samples = [
-        _face_sample(kp, np.ones(68), 1, face_valid=False),
-        _face_sample(kp, few, 2, face_valid=True),
-        _face_sample(kp, np.ones(68), 3, face_valid=True, face_box_xywh_px=np.zeros(4)),
-        _face_sample(kp, np.ones(68), 4, face_valid=False),
-    ]
     out = tmp_path / "lib" / "face.json"
     out.parent.mkdir()
     cfg = default_fit_config("face", iterations_scale=0.05)
