@@ -426,11 +426,12 @@ def train_i2l(config: Any, on_progress: Callable[[int, int, float], None] | None
     if cfg.input_size % 32:
         raise ValueError(f"input_size must be a multiple of 32 for the i2l estimator, got {cfg.input_size}")
     open_work_dir(cfg)
-    part_name, records, samples, keys, skipped = training_records(cfg)
+    models = BodyModels(cfg.model_dir, cfg.device)
+    part_name, records, samples, keys, skipped = training_records(cfg, models)
     part: Part = "hand" if part_name == "hand" else "body"
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
-    body = BodyModels(cfg.model_dir, device).get("smplx" if part == "body" else "mano", "right")
+    body = models.get("smplx" if part == "body" else "mano", "right")
     sampling = subsample_mesh(body.layer.v_template, 1024 if part == "body" else body.num_vertices)
     regressor = mesh_joint_regressor(body)
     num_pose = NUM_POSE_JOINTS[part]

@@ -273,12 +273,15 @@ def open_work_dir(cfg: IndirectConfig) -> None:
 # ---------------------------------------------------------------------------------------- training
 
 
-def training_records(cfg: Any) -> tuple[str, dict[str, Any], dict[str, Any], list[str], int]:
+def training_records(cfg: Any, models: Any = None) -> tuple[str, dict[str, Any], dict[str, Any], list[str], int]:
     """The training pairs of an estimator: the records of ``cfg.train_pseudo_gt`` matched with the samples of
     ``cfg.train_dataset`` (right hands only, for hand sets).
 
     World-frame files (Human3.6M, MPI-INF-3DHP, InterHand2.6M: one entry per frame) give every view of their frames a
     training sample, as the field's loaders do (:func:`~neuralannot_cli.evaluate.direct.records_in_every_view`).
+
+    ``models``: the caller's :class:`~neuralannot_cli.evaluate.direct.BodyModels` (a released world-frame file's rest
+    root comes from them), so the body model is loaded once; ``None`` builds them from ``cfg``.
 
     Returns:
         ``(part, records, samples, keys, skipped)``: ``'body'`` / ``'hand'``, the (placed) records and the samples by
@@ -295,7 +298,7 @@ def training_records(cfg: Any) -> tuple[str, dict[str, Any], dict[str, Any], lis
     kind, samples = load_samples(cfg.train_dataset, cfg.train_kind, part=part, gt_3d=False)  # type: ignore[arg-type]
     file_keys = set(records)
     records, _, sources = records_in_every_view(records, {k: sample_view(s) for k, s in samples.items()}, kind,
-                                                BodyModels(cfg.model_dir, cfg.device))
+                                                models if models is not None else BodyModels(cfg.model_dir, cfg.device))
     keys = sorted(k for k in records if k in samples and records[k].frame == "camera"
                   and getattr(records[k], "hand_type", "right") == "right")
     if len(keys) < 2:  # BatchNorm needs two samples per batch
@@ -313,7 +316,8 @@ def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, flo
 
     cfg = config.checked()
     open_work_dir(cfg)
-    part, records, samples, keys, skipped = training_records(cfg)
+    models = BodyModels(cfg.model_dir, cfg.device)
+    part, records, samples, keys, skipped = training_records(cfg, models)
     sample_list = [samples[k] for k in keys]
     rot_t, betas_t = _targets([records[k] for k in keys], part)
     torch.manual_seed(cfg.seed)
@@ -324,7 +328,7 @@ def train_regressor(config: IndirectConfig, on_progress: Callable[[int, int, flo
     mean_root = u @ torch.diag(torch.tensor([1.0, 1.0, float(torch.det(u @ vh))], dtype=torch.float64)) @ vh
     net = ParamRegressor(part, cfg.depth, num_betas=betas_t.shape[1],  # type: ignore[arg-type]
                          root_init_rotmat=mean_root.float()).to(device)
-    body = BodyModels(cfg.model_dir, device).get("smplx" if part == "body" else "mano", "right")
+    body = models.get("smplx" if part == "body" else "mano", "right")
     ds = _with_index(sample_list, cfg.input_size)
 
     def batch_loss(batch: dict[str, Any]) -> torch.Tensor:
