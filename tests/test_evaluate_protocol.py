@@ -173,21 +173,14 @@ def test_direct_hand_metrics_mask_invalid_gt_joints(standin_dir, tmp_path):
     assert np.isnan(m.per_joint_mpjpe_mm[7]) and np.isfinite(m.per_joint_mpjpe_mm[keep]).all()
 
 
-MPII_PCK_GROUPS = ([1, 17], [2], [3, 6], [4, 7], [5, 8], [16], [9, 12, 15], [10, 13], [11, 14])  # 1-based, verbatim
-
-
 def _mpii_pck_auc(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
     """(3DPCK, AUC) in percent of ``(N, 17, 3)`` mm joints as the MPI-INF-3DHP MATLAB script: errors after
-    translating both skeletons to their pelvis (joint 15), per group, then the size-weighted total."""
+    translating both skeletons to their pelvis (joint 15), then the script's joint groups
+    (``tests.test_metrics._mpii_3d_pck_reference``)."""
+    from tests.test_metrics import _mpii_3d_pck_reference
+
     err = np.linalg.norm((pred - pred[:, 14:15]) - (gt - gt[:, 14:15]), axis=-1)  # (N, 17)
-    thresh = np.arange(0, 151, 5)
-    curve, pck, count = np.zeros(len(thresh)), 0.0, 0
-    for g in MPII_PCK_GROUPS:
-        e = err[:, [j - 1 for j in g]]
-        curve += np.array([(e < t).mean() for t in thresh]) * len(g)
-        pck += 100 * (e < 150).mean() * len(g)
-        count += len(g)
-    return pck / count, 100 * (curve / count).mean()
+    return _mpii_3d_pck_reference(err)
 
 
 def test_score_predictions_mpi3dhp_pck_auc():
